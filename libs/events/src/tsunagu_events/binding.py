@@ -1,0 +1,117 @@
+"""CloudEvents Kafka protocol binding.
+
+Services publish in binary mode: the attributes travel as `ce_*` headers and the
+body is the JSON data, so brokers and tools can route on headers without parsing
+bodies. Agency systems may also publish in structured mode
+(`content-type: application/cloudevents+json`, the whole event in the body); both
+decode to the same envelope. Decoding never trusts its input: any failure is an
+`EventDecodeError` whose reason says which DLQ category it belongs to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from tsunagu_events.envelope import EventEnvelope
+
+CONTENT_TYPE_JSON = "application/json"
+CONTENT_TYPE_CLOUDEVENTS_JSON = "application/cloudevents+json"
+HEADER_PREFIX = "ce_"
+MAX_MESSAGE_BYTES = 1_000_000
+
+Reason = Literal["undecodable", "unknown_type", "schema_violation", "handler_error", "oversized"]
+
+_INTEGER_ATTRIBUTES = {"streamversion", "dataversion"}
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class EventDecodeError(ValueError):
+    """The message is not a Tsunagu CloudEvent; `reason` is the DLQ category."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason: Reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodedMessage:
+    envelope: EventEnvelope
+    mode: Literal["binary", "structured"]
+
+
+def to_kafka(event: EventEnvelope) -> tuple[bytes, list[tuple[str, bytes]], bytes]:
+    """Binary mode: (key, headers, value). The key is the stream id so a stream stays in one partition."""
+    headers = [("content-type", CONTENT_TYPE_JSON.encode())]
+    for name, value in event.attributes().items():
+        if name == "datacontenttype":
+            continue
+        headers.append((HEADER_PREFIX + name, str(value).encode("utf-8")))
+    value_bytes = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return event.streamid.encode("utf-8"), headers, value_bytes
+
+
+def _header_map(headers: Headers) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, raw in headers:
+        try:
+            out[name.lower()] = raw.decode("utf-8") if raw is not None else ""
+        except UnicodeDecodeError:
+            raise EventDecodeError("undecodable", f"header {name!r} is not UTF-8") from None
+    return out
+
+
+def _load_json(value: bytes | None) -> Any:
+    if value is None:
+        raise EventDecodeError("undecodable", "message has no body")
+    try:
+        return json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise EventDecodeError("undecodable", f"body is not JSON: {type(error).__name__}") from None
+
+
+def _envelope(attributes: dict[str, Any]) -> EventEnvelope:
+    try:
+        return EventEnvelope.model_validate(attributes)
+    except ValidationError as error:
+        fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) or "<root>" for e in error.errors()}))
+        raise EventDecodeError("undecodable", f"invalid CloudEvents attributes: {fields}") from None
+
+
+def from_kafka(headers: Headers, value: bytes | None) -> DecodedMessage:
+    """Decode a Kafka record in binary or structured mode into an envelope."""
+    if value is not None and len(value) > MAX_MESSAGE_BYTES:
+        raise EventDecodeError("oversized", f"body of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    header_map = _header_map(headers)
+    content_type = header_map.get("content-type", "")
+    if content_type.startswith(CONTENT_TYPE_CLOUDEVENTS_JSON):
+        body = _load_json(value)
+        if not isinstance(body, dict):
+            raise EventDecodeError("undecodable", "structured event is not a JSON object")
+        if "data_base64" in body:
+            raise EventDecodeError("undecodable", "data_base64 is not accepted; data must be JSON")
+        return DecodedMessage(_envelope(body), "structured")
+    if "ce_specversion" not in header_map:
+        raise EventDecodeError("undecodable", "neither ce_* headers nor a structured CloudEvent")
+    attributes: dict[str, Any] = {}
+    for name, text in header_map.items():
+        if not name.startswith(HEADER_PREFIX):
+            continue
+        attribute = name[len(HEADER_PREFIX) :]
+        if attribute in _INTEGER_ATTRIBUTES:
+            try:
+                attributes[attribute] = int(text)
+            except ValueError:
+                raise EventDecodeError("undecodable", f"header {name} is not an integer") from None
+        else:
+            attributes[attribute] = text
+    if content_type and not content_type.startswith(CONTENT_TYPE_JSON):
+        raise EventDecodeError("undecodable", f"unsupported content-type {content_type!r}")
+    attributes["data"] = _load_json(value)
+    return DecodedMessage(_envelope(attributes), "binary")

@@ -1,0 +1,8 @@
+"""Public event contracts, one module per owning service.
+
+Importing this package registers every public event type in `tsunagu_events.registry`.
+"""
+
+from tsunagu_events.contracts import example
+
+__all__ = ["example"]

@@ -1,0 +1,75 @@
+"""Database engines: SQLite files by default, PostgreSQL when DATABASE_URL says so.
+
+The same SQLAlchemy Core code runs on both. SQLite gets WAL and `BEGIN IMMEDIATE`
+so that two writers serialise on the write lock instead of failing late with a
+stale snapshot; PostgreSQL relies on unique constraints for the same effect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# An auto-incrementing 64-bit key that is SQLite's rowid there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs operators write (postgresql://, sqlite:///) and pick the async drivers."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("postgresql+psycopg://") or url.startswith("postgresql+psycopg2://"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url
+
+
+def default_sqlite_url(service: str, var_dir: Path | str = "var") -> str:
+    return f"sqlite+aiosqlite:///{Path(var_dir) / f'{service}.db'}"
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, for_writes: bool = True, **kwargs: Any) -> AsyncEngine:
+    """An async engine for `url`; creates the SQLite file's folder when needed.
+
+    On SQLite a writer engine begins every transaction IMMEDIATE (it takes the write
+    lock up front); a reader engine (`for_writes=False`) begins deferred, so queries
+    never wait for writers under WAL.
+    """
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 60}, **kwargs)
+        _sqlite_pragmas(engine, 'BEGIN IMMEDIATE' if for_writes else 'BEGIN')
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+def _sqlite_pragmas(engine: AsyncEngine, begin: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN IMMEDIATE below is ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)

@@ -1,0 +1,21 @@
+"""Prometheus metrics of the backbone. Labels carry service, consumer and reason names only:
+never an id or anything about a person."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RELAY_PUBLISHED = Counter("tsunagu_relay_published_total", "Outbox rows published to Kafka", ["service"])
+EVENTS_APPENDED = Counter("tsunagu_events_appended_total", "Events appended to the store", ["service"])
+CONSUMED = Counter(
+    "tsunagu_consumer_events_total", "Events seen by a consumer, by outcome", ["consumer", "outcome"]
+)
+DEAD_LETTERED = Counter(
+    "tsunagu_consumer_dead_lettered_total", "Messages sent to a DLQ, by reason", ["consumer", "reason"]
+)
+HELD = Gauge("tsunagu_consumer_held_events", "Events held back behind a stream version gap", ["consumer"])
+BATCH_SECONDS = Histogram("tsunagu_consumer_batch_seconds", "Time to process one batch", ["consumer"])
+PROJECTION_EVENTS = Counter(
+    "tsunagu_projection_events_total", "Events applied to a projection generation", ["projection"]
+)
+PROJECTION_LAG = Gauge("tsunagu_projection_lag", "Records behind the end of the topics", ["projection"])

@@ -1,0 +1,317 @@
+"""Projections: read models rebuilt from the topics, swapped in only when caught up.
+
+A projection's tables carry a generation suffix (`timeline_g3`). The live
+generation is named in `projection_state`; readers always query that one. A rebuild
+fills the next generation from the start of the topics while the live one keeps
+answering, and switches `projection_state` in one transaction once it has caught
+up, so a reader never sees a half-built projection. Each generation keeps its own
+checkpoints (next offset per partition) in the same transaction as its effects,
+so a crashed runner resumes exactly where its last commit ended, and its own
+stream positions, so a republished event is not counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import MetaData, Table, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tsunagu_events import EventRegistry, registry
+from tsunagu_events.envelope import now
+from tsunagu_platform.consumer import IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
+from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG
+from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
+from tsunagu_platform.tables import held_events, projection_checkpoints, projection_state, stream_positions
+
+log = structlog.get_logger("tsunagu.projection")
+
+Tables = Mapping[str, Table]
+
+
+class Projection(Protocol):
+    """A read model: its tables for a generation, and how one event changes them."""
+
+    name: str
+    topics: Sequence[str]
+
+    def define(self, metadata: MetaData, generation: int) -> Tables: ...
+
+    async def apply(self, conn: AsyncConnection, tables: Tables, event: ReceivedEvent) -> None: ...
+
+
+@dataclass
+class Progress:
+    """What a long rebuild shows: events done, rate and estimated time left."""
+
+    projection: str
+    generation: int
+    events_done: int
+    remaining: int
+    rate: float
+
+    @property
+    def eta_seconds(self) -> float | None:
+        return self.remaining / self.rate if self.rate > 0 else None
+
+    def describe(self) -> str:
+        eta = f"{self.eta_seconds:.0f}s" if self.eta_seconds is not None else "?"
+        return (
+            f"{self.projection} g{self.generation}: {self.events_done} events, "
+            f"{self.rate:,.0f}/s, {self.remaining} left, eta {eta}"
+        )
+
+
+def generation_tables(projection: Projection, generation: int) -> Tables:
+    return projection.define(MetaData(), generation)
+
+
+def sequencer_name(projection: Projection, generation: int) -> str:
+    return f"projection:{projection.name}:g{generation}"
+
+
+class GenerationRunner:
+    """Feeds one generation of a projection from its own checkpoints."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        projection: Projection,
+        generation: int,
+        bootstrap_servers: str,
+        *,
+        reg: EventRegistry = registry,
+        max_records: int = 2000,
+    ) -> None:
+        self.engine = engine
+        self.projection = projection
+        self.generation = generation
+        self.bootstrap_servers = bootstrap_servers
+        self.registry = reg
+        self.max_records = max_records
+        self.tables = generation_tables(projection, generation)
+        self.sequencer = StreamSequencer(sequencer_name(projection, generation), reg)
+        self.events_done = 0
+        self.skipped = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._assigned: list[TopicPartition] = []
+
+    async def create_tables(self) -> None:
+        async with self.engine.begin() as conn:
+            for table in self.tables.values():
+                await conn.run_sync(table.create, checkfirst=True)
+
+    async def start(self) -> None:
+        await self.create_tables()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        self._consumer = consumer
+        assigned: list[TopicPartition] = []
+        for topic in self.projection.topics:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await consumer._client.force_metadata_update()  # noqa: SLF001
+                partitions = consumer.partitions_for_topic(topic) or set()
+            assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._assigned = assigned
+        consumer.assign(assigned)
+        checkpoints = await self._checkpoints()
+        for tp in assigned:
+            if (tp.topic, tp.partition) in checkpoints:
+                consumer.seek(tp, checkpoints[(tp.topic, tp.partition)])
+            else:
+                await consumer.seek_to_beginning(tp)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _checkpoints(self) -> dict[tuple[str, int], int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(projection_checkpoints.c.topic, projection_checkpoints.c.partition, projection_checkpoints.c.next_offset).where(
+                    projection_checkpoints.c.projection == self.projection.name,
+                    projection_checkpoints.c.generation == self.generation,
+                )
+            )
+            return {(t, p): int(o) for t, p, o in rows}
+
+    async def lag(self) -> int:
+        """Records between this generation's position and the end of its topics now."""
+        assert self._consumer is not None
+        if not self._assigned:
+            return 0
+        ends = await self._consumer.end_offsets(self._assigned)
+        behind = 0
+        for tp in self._assigned:
+            behind += max(0, ends[tp] - await self._consumer.position(tp))
+        PROJECTION_LAG.labels(self.projection.name).set(behind)
+        return behind
+
+    async def step(self, timeout_ms: int = 200) -> int:
+        """Fetch and apply one batch; returns the number of records consumed."""
+        assert self._consumer is not None
+        fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_records)
+        records = [IncomingRecord.from_consumer_record(r) for batch in fetched.values() for r in batch]
+        if not records:
+            return 0
+        await self.apply_records(records)
+        return len(records)
+
+    async def apply_records(self, records: Sequence[IncomingRecord]) -> None:
+        decoded: list[ReceivedEvent] = []
+        for record in records:
+            item = decode_record(record, self.registry)
+            if isinstance(item, Rejected):
+                # Consumers dead-letter these; a projection just leaves them out, visibly.
+                self.skipped += 1
+                log.warning("projection.record_skipped", projection=self.projection.name, reason=item.reason,
+                            topic=record.topic, partition=record.partition, offset=record.offset)
+            else:
+                decoded.append(item)
+        next_offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            next_offsets[key] = max(next_offsets.get(key, 0), record.offset + 1)
+        async with self.engine.begin() as conn:
+            ready, _replays = await self.sequencer.admit(conn, decoded)
+            for event in ready:
+                await self.projection.apply(conn, self.tables, event)
+            await upsert(
+                conn,
+                projection_checkpoints,
+                [
+                    {"projection": self.projection.name, "generation": self.generation, "topic": t, "partition": p, "next_offset": o}
+                    for (t, p), o in next_offsets.items()
+                ],
+                keys=["projection", "generation", "topic", "partition"],
+                update=["next_offset"],
+            )
+        self.events_done += len(ready)
+        PROJECTION_EVENTS.labels(self.projection.name).inc(len(ready))
+
+
+class ProjectionManager:
+    """Knows the live generation of one projection, follows it, and rebuilds the next one."""
+
+    def __init__(self, engine: AsyncEngine, projection: Projection, bootstrap_servers: str, *, reg: EventRegistry = registry) -> None:
+        self.engine = engine
+        self.projection = projection
+        self.bootstrap_servers = bootstrap_servers
+        self.registry = reg
+        self._active: int | None = None
+
+    async def active_generation(self) -> int:
+        async with self.engine.begin() as conn:
+            value = await conn.scalar(
+                select(projection_state.c.active_generation).where(projection_state.c.projection == self.projection.name)
+            )
+            if value is None:
+                await insert_ignoring_duplicates(
+                    conn, projection_state, [{"projection": self.projection.name, "active_generation": 1}]
+                )
+                value = 1
+        self._active = int(value)
+        return self._active
+
+    async def tables(self) -> Tables:
+        """The live generation's tables, for readers."""
+        return generation_tables(self.projection, await self.active_generation())
+
+    def runner(self, generation: int) -> GenerationRunner:
+        return GenerationRunner(self.engine, self.projection, generation, self.bootstrap_servers, reg=self.registry)
+
+    async def follow(self, stop: asyncio.Event, poll: float = 0.2) -> None:
+        """Keep the live generation up to date; move to a new generation when a rebuild switched."""
+        while not stop.is_set():
+            generation = await self.active_generation()
+            runner = self.runner(generation)
+            await runner.start()
+            try:
+                last_check = time.monotonic()
+                while not stop.is_set():
+                    consumed = await runner.step()
+                    if time.monotonic() - last_check > 1.0 or not consumed:
+                        if await self.active_generation() != generation:
+                            log.info("projection.following_new_generation", projection=self.projection.name)
+                            break
+                        last_check = time.monotonic()
+                    if not consumed:
+                        await asyncio.sleep(poll)
+            finally:
+                await runner.stop()
+
+    async def rebuild(self, progress: Callable[[Progress], None] | None = None, report_every: float = 1.0) -> Progress:
+        """Build the next generation from the start of the topics; switch when caught up."""
+        current = await self.active_generation()
+        async with self.engine.begin() as conn:
+            building = await conn.scalar(
+                select(projection_state.c.building_generation).where(projection_state.c.projection == self.projection.name)
+            )
+            generation = max(current, int(building or 0)) + 1
+            await conn.execute(
+                update(projection_state)
+                .where(projection_state.c.projection == self.projection.name)
+                .values(building_generation=generation)
+            )
+        runner = self.runner(generation)
+        await runner.start()
+        started = time.monotonic()
+        last_report = started
+        try:
+            while True:
+                consumed = await runner.step()
+                now_ = time.monotonic()
+                if consumed and now_ - last_report < report_every:
+                    continue
+                remaining = await runner.lag()
+                status = Progress(self.projection.name, generation, runner.events_done, remaining,
+                                  runner.events_done / max(now_ - started, 1e-9))
+                if progress:
+                    progress(status)
+                last_report = now_
+                if remaining == 0:
+                    break
+        finally:
+            await runner.stop()
+        await self._switch(generation)
+        final = Progress(self.projection.name, generation, runner.events_done, 0,
+                         runner.events_done / max(time.monotonic() - started, 1e-9))
+        log.info("projection.rebuilt", projection=self.projection.name, generation=generation,
+                 events=runner.events_done, rate=round(final.rate))
+        return final
+
+    async def _switch(self, generation: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(projection_state)
+                .where(projection_state.c.projection == self.projection.name)
+                .values(active_generation=generation, building_generation=None, switched_at=now())
+            )
+        # Keep the previous generation for readers that are mid-query; drop older ones.
+        for old in range(1, generation - 1):
+            await self.drop_generation(old)
+
+    async def drop_generation(self, generation: int) -> None:
+        tables = generation_tables(self.projection, generation)
+        name = sequencer_name(self.projection, generation)
+        async with self.engine.begin() as conn:
+            for table in tables.values():
+                await conn.run_sync(table.drop, checkfirst=True)
+            await conn.execute(delete(stream_positions).where(stream_positions.c.consumer == name))
+            await conn.execute(delete(held_events).where(held_events.c.consumer == name))
+            await conn.execute(
+                delete(projection_checkpoints).where(
+                    projection_checkpoints.c.projection == self.projection.name,
+                    projection_checkpoints.c.generation == generation,
+                )
+            )

@@ -1,0 +1,140 @@
+"""The outbox relay: carries committed events from a service's database to Kafka.
+
+Progress is the `published_at` mark on each outbox row, never a position in a
+global sequence: rows commit out of sequence order under concurrency, and a relay
+that remembers "last position sent" silently skips the late ones. Rows are
+published in id order (so one stream's events, keyed by stream id, stay in order)
+and marked only after the broker acknowledged them; a crash in between republishes,
+which consumers absorb with their inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tsunagu_events import to_kafka
+from tsunagu_events.envelope import now
+from tsunagu_platform.db import is_sqlite
+from tsunagu_platform.kafka import OutgoingMessage, Publisher
+from tsunagu_platform.metrics import RELAY_PUBLISHED
+from tsunagu_platform.store import deserialise
+from tsunagu_platform.tables import events, outbox
+
+log = structlog.get_logger("tsunagu.relay")
+
+CRASH_HOOK = "TSUNAGU_FAULT_RELAY_CRASH_AFTER_PUBLISH"
+"""Test hook: when set, the relay kills its own process right after publishing, before marking."""
+
+_RELAY_LOCK_ID = 0x7453_7547  # PostgreSQL advisory lock: one relay per service database.
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publisher: Publisher,
+        *,
+        service: str,
+        batch_size: int = 500,
+        idle_interval: float = 0.05,
+        clock: Callable[[], datetime] = now,
+    ) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.service = service
+        self.batch_size = batch_size
+        self.idle_interval = idle_interval
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def notify(self) -> None:
+        """Tell the relay new rows are committed, so it need not wait for the next poll."""
+        self._wake.set()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unpublished rows; returns how many were published."""
+        async with self.engine.connect() as conn:
+            if not is_sqlite(self.engine):
+                # Replicas of a service share the database; only one may relay at a time,
+                # or two relays could interleave one stream's events.
+                locked = await conn.scalar(text(f"SELECT pg_try_advisory_lock({_RELAY_LOCK_ID})"))
+                if not locked:
+                    return 0
+            try:
+                rows = (
+                    await conn.execute(
+                        select(outbox.c.id, outbox.c.topic, events.c.envelope)
+                        .join(events, events.c.event_id == outbox.c.event_id)
+                        .where(outbox.c.published_at.is_(None))
+                        .order_by(outbox.c.id)
+                        .limit(self.batch_size)
+                    )
+                ).all()
+                await conn.rollback()
+                if not rows:
+                    return 0
+                messages = []
+                for _id, topic, envelope_text in rows:
+                    key, headers, value = to_kafka(deserialise(envelope_text))
+                    messages.append(OutgoingMessage(topic, key, value, headers))
+                await self.publisher.publish(messages)
+                if os.environ.get(CRASH_HOOK):
+                    log.warning("relay.fault_injected", rows=len(rows))
+                    os.kill(os.getpid(), signal.SIGKILL)
+                ids = [row[0] for row in rows]
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids))
+                    .values(published_at=self.clock(), attempts=outbox.c.attempts + 1)
+                )
+                await conn.commit()
+            finally:
+                if not is_sqlite(self.engine):
+                    await conn.rollback()
+                    await conn.execute(text(f"SELECT pg_advisory_unlock({_RELAY_LOCK_ID})"))
+                    await conn.commit()
+        RELAY_PUBLISHED.labels(self.service).inc(len(rows))
+        log.debug("relay.published", count=len(rows), first_row=rows[0][0], last_row=rows[-1][0])
+        return len(rows)
+
+    async def pending_count(self) -> int:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            )
+        return int(value or 0)
+
+    async def run(self) -> None:
+        """Relay until stopped; a broker or database failure is logged and retried with backoff."""
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                published = await self.publish_pending()
+                backoff = 0.2
+            except Exception as error:  # the relay must outlive broker and database outages
+                log.warning("relay.failed", error_type=type(error).__name__, retry_in=backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if published < self.batch_size:
+                await self._sleep(self.idle_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()

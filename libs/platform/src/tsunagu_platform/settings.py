@@ -1,0 +1,51 @@
+"""Settings every service reads from its environment, with embedded defaults.
+
+Defaults run the whole system on one laptop (Tansu + SQLite under ./var); compose
+and Kubernetes override them with DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS and
+KAFKA_IDEMPOTENCE=true.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tsunagu_platform.db import default_sqlite_url, normalise_url
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service: str = Field(description="Service name: intake, referral, resources or reporting.")
+    port: int = Field(description="HTTP port.", validation_alias=AliasChoices("PORT", "port"))
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("HOST", "host"))
+    tenant: str = Field(
+        default="131121", pattern=r"^[0-9]{6}$", validation_alias=AliasChoices("TSUNAGU_TENANT", "tenant")
+    )
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    var_dir: Path = Field(default=Path("var"), validation_alias=AliasChoices("TSUNAGU_VAR_DIR", "var_dir"))
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
+    )
+    kafka_idempotence: bool = Field(
+        default=False, validation_alias=AliasChoices("KAFKA_IDEMPOTENCE", "kafka_idempotence")
+    )
+    broker_mode: Literal["kafka", "memory"] = Field(
+        default="kafka",
+        description="'memory' is for component tests under faststream's TestKafkaBroker.",
+    )
+    topic_partitions: int = Field(default=3, ge=1, validation_alias=AliasChoices("TSUNAGU_TOPIC_PARTITIONS", "topic_partitions"))
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
+    consumer_batch: int = Field(default=500, ge=1, le=5000)
+
+    @property
+    def db_url(self) -> str:
+        return normalise_url(self.database_url) if self.database_url else default_sqlite_url(self.service, self.var_dir)
+
+    @property
+    def source(self) -> str:
+        """CloudEvents source of everything this service publishes."""
+        return f"/tsunagu/{self.tenant}/{self.service}"

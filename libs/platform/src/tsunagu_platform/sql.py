@@ -1,0 +1,40 @@
+"""Small SQL helpers that must read the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """Insert rows, replacing the `update` columns where the key exists."""
+    if not rows:
+        return
+    statement = _insert(conn, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={name: statement.excluded[name] for name in update}
+    )
+    await conn.execute(statement, list(rows))
+
+
+async def insert_ignoring_duplicates(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    if not rows:
+        return
+    await conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows))

@@ -1,0 +1,249 @@
+"""The event store: append-only streams with optimistic concurrency, a hash chain and an outbox.
+
+One command is one transaction: the new events, their chain hashes and the outbox
+rows that will carry them to Kafka commit together or not at all, so a crash can
+neither lose an event nor publish one that was never stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tsunagu_events import (
+    GENESIS_HASH,
+    Actor,
+    EventEnvelope,
+    EventPayload,
+    chain_hash,
+    new_event_id,
+)
+from tsunagu_events.chain import ChainBreak, verify_chain
+from tsunagu_events.envelope import now
+from tsunagu_events.registry import schema_id
+from tsunagu_platform.tables import events, outbox
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the stream since the caller read it."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int | None) -> None:
+        where = f"now at version {actual}" if actual is not None else "taken by a concurrent writer"
+        super().__init__(f"stream {stream_id} expected at version {expected}, {where}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class DuplicateEvent(Exception):
+    """An event with this id is already stored."""
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What all events of one command share: tenant, source, correlation, causation and actor."""
+
+    tenant: str
+    source: str
+    correlation_id: str = field(default_factory=new_event_id)
+    causation_id: str | None = None
+    actor: Actor | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A payload about to be appended; the store assigns version and hashes."""
+
+    payload: EventPayload
+    id: str = field(default_factory=new_event_id)
+    time: datetime | None = None
+    subject: str | None = None
+
+
+def serialise(envelope: EventEnvelope) -> str:
+    return json.dumps(envelope.to_structured(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def deserialise(text: str) -> EventEnvelope:
+    return EventEnvelope.model_validate_json(text)
+
+
+class EventStore:
+    """Streams of one service, stored in that service's own database."""
+
+    def __init__(self, engine: AsyncEngine, *, topic: str, clock: Callable[[], datetime] = now) -> None:
+        self.engine = engine
+        self.topic = topic
+        self.clock = clock
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        new_events: Sequence[NewEvent],
+        context: EventContext,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> list[EventEnvelope]:
+        """Append after `expected_version` (0 for a new stream) or raise ConcurrencyConflict.
+
+        Pass `conn` to join the caller's transaction (for read models updated with the events).
+        """
+        if not new_events:
+            return []
+        try:
+            if conn is not None:
+                return await self._append(conn, stream_id, expected_version, new_events, context)
+            async with self.engine.begin() as own:
+                return await self._append(own, stream_id, expected_version, new_events, context)
+        except IntegrityError as error:
+            text = str(error.orig).lower()
+            if "event_id" in text:
+                raise DuplicateEvent(str(error.orig)) from None
+            raise ConcurrencyConflict(stream_id, expected_version, None) from None
+
+    async def _append(
+        self,
+        conn: AsyncConnection,
+        stream_id: str,
+        expected_version: int,
+        new_events: Sequence[NewEvent],
+        context: EventContext,
+    ) -> list[EventEnvelope]:
+        head = (
+            await conn.execute(
+                select(events.c.stream_version, events.c.chain_hash)
+                .where(events.c.stream_id == stream_id)
+                .order_by(events.c.stream_version.desc())
+                .limit(1)
+            )
+        ).first()
+        current, previous = (head[0], head[1]) if head else (0, GENESIS_HASH)
+        if current != expected_version:
+            raise ConcurrencyConflict(stream_id, expected_version, current)
+        recorded_at = self.clock()
+        stored: list[EventEnvelope] = []
+        event_rows = []
+        outbox_rows = []
+        for offset, item in enumerate(new_events, start=1):
+            payload = item.payload
+            draft = EventEnvelope(
+                id=item.id,
+                source=context.source,
+                type=payload.event_type,
+                time=item.time or recorded_at,
+                subject=item.subject or stream_id,
+                dataschema=schema_id(payload.event_type, payload.version),
+                tenant=context.tenant,
+                streamid=stream_id,
+                streamversion=current + offset,
+                correlationid=context.correlation_id,
+                causationid=context.causation_id,
+                actoragency=context.actor.agency if context.actor else None,
+                actorstaff=context.actor.staff if context.actor else None,
+                dataversion=payload.version,
+                prevhash=previous,
+                data=payload.to_data(),
+            )
+            digest = chain_hash(previous, draft)
+            envelope = draft.model_copy(update={"chainhash": digest})
+            previous = digest
+            stored.append(envelope)
+            event_rows.append(
+                {
+                    "event_id": envelope.id,
+                    "stream_id": stream_id,
+                    "stream_version": envelope.streamversion,
+                    "event_type": envelope.type,
+                    "data_version": envelope.dataversion,
+                    "tenant": envelope.tenant,
+                    "occurred_at": envelope.time,
+                    "recorded_at": recorded_at,
+                    "prev_hash": envelope.prevhash,
+                    "chain_hash": digest,
+                    "envelope": serialise(envelope),
+                }
+            )
+            outbox_rows.append(
+                {"event_id": envelope.id, "topic": self.topic, "created_at": recorded_at, "attempts": 0}
+            )
+        await conn.execute(insert(events), event_rows)
+        await conn.execute(insert(outbox), outbox_rows)
+        return stored
+
+    async def current_version(self, stream_id: str) -> int:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                select(func.max(events.c.stream_version)).where(events.c.stream_id == stream_id)
+            )
+        return int(value or 0)
+
+    async def read(
+        self,
+        stream_id: str,
+        *,
+        up_to_version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[EventEnvelope]:
+        """A stream in order: whole, up to a version, or as it stood at `as_of` (by recording time)."""
+        query = select(events.c.envelope).where(events.c.stream_id == stream_id)
+        if up_to_version is not None:
+            query = query.where(events.c.stream_version <= up_to_version)
+        if as_of is not None:
+            query = query.where(events.c.recorded_at <= as_of)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(events.c.stream_version))).scalars().all()
+        return [deserialise(text) for text in rows]
+
+    async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[tuple[int, EventEnvelope]]:
+        """Every stream interleaved in storage order, for republishing and exports."""
+        query = (
+            select(events.c.position, events.c.envelope)
+            .where(events.c.position > after_position)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(int(position), deserialise(text)) for position, text in rows]
+
+    async def stream_ids(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(events.c.stream_id).distinct().order_by(events.c.stream_id))
+            return [row[0] for row in rows]
+
+    async def verify(self, stream_id: str) -> ChainBreak | None:
+        """The first broken link of a stream, reading the stored envelopes as they are."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(events.c.envelope, events.c.chain_hash)
+                    .where(events.c.stream_id == stream_id)
+                    .order_by(events.c.stream_version)
+                )
+            ).all()
+        stored: list[EventEnvelope] = []
+        for position, (text, column_hash) in enumerate(rows, start=1):
+            try:
+                envelope = deserialise(text)
+            except ValueError:
+                return ChainBreak(stream_id, position, "?", "stored envelope is no longer a valid event")
+            if envelope.chainhash != column_hash:
+                # The indexed column and the envelope disagree: one of them was edited.
+                return ChainBreak(stream_id, envelope.streamversion, envelope.id, "chain_hash column was altered")
+            stored.append(envelope)
+        return verify_chain(stored)
+
+    async def verify_all(self) -> list[ChainBreak]:
+        breaks = []
+        for stream_id in await self.stream_ids():
+            found = await self.verify(stream_id)
+            if found is not None:
+                breaks.append(found)
+        return breaks

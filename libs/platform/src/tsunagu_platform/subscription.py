@@ -1,0 +1,62 @@
+"""Wiring an EventConsumer to a faststream Kafka subscriber.
+
+Batches of raw records reach the consumer untouched (no JSON decoding by
+faststream: a garbage message must reach the DLQ, not crash the decoder). The
+offset is committed only after the batch's transaction committed; on an
+infrastructure failure the batch is nacked (faststream seeks back) after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from tsunagu_platform.consumer import EventConsumer, IncomingRecord
+
+log = structlog.get_logger("tsunagu.subscription")
+
+
+async def _raw(message: Any) -> Any:
+    return message.body
+
+
+def records_of(message: KafkaMessage) -> list[IncomingRecord]:
+    raw = message.raw_message
+    items = raw if isinstance(raw, tuple | list) else (raw,)
+    return [IncomingRecord.from_consumer_record(record) for record in items]
+
+
+def subscribe(
+    broker: KafkaBroker,
+    consumer: EventConsumer,
+    topics: Sequence[str],
+    *,
+    group_id: str,
+    max_records: int = 500,
+    failure_pause: float = 1.0,
+) -> Any:
+    """Register `consumer` on `topics` under consumer group `group_id`."""
+
+    async def on_batch(body: Any, message: KafkaMessage) -> None:
+        try:
+            await consumer.handle_batch(records_of(message))
+        except Exception as error:
+            log.error("consumer.batch_will_be_redelivered", consumer=consumer.name, error_type=type(error).__name__)
+            await asyncio.sleep(failure_pause)
+            raise
+
+    return broker.subscriber(
+        *topics,
+        batch=True,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        max_records=max_records,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw,
+        title=f"{consumer.name}",
+    )(on_batch)

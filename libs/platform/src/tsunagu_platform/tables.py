@@ -1,0 +1,103 @@
+"""The backbone's tables, present in every service's own database.
+
+Each service owns its database; these tables are the same shape everywhere so that
+operators and auditors find events, outbox, inbox and projection state in one
+place whichever service they look at.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from tsunagu_platform.db import BigId
+
+metadata = MetaData()
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False, unique=True),
+    Column("stream_id", String(128), nullable=False),
+    Column("stream_version", Integer, nullable=False),
+    Column("event_type", String(128), nullable=False),
+    Column("data_version", Integer, nullable=False),
+    Column("tenant", String(6), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("chain_hash", String(64), nullable=False),
+    Column("envelope", Text, nullable=False),
+    UniqueConstraint("stream_id", "stream_version", name="uq_events_stream_version"),
+)
+Index("ix_events_recorded_at", events.c.recorded_at)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False),
+    Column("topic", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+)
+Index("ix_outbox_pending", outbox.c.published_at, outbox.c.id)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", String(128), primary_key=True),
+    Column("event_key", String(400), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+stream_positions = Table(
+    "stream_positions",
+    metadata,
+    Column("consumer", String(128), primary_key=True),
+    Column("stream_id", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+held_events = Table(
+    "held_events",
+    metadata,
+    Column("consumer", String(128), primary_key=True),
+    Column("stream_id", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("value", LargeBinary, nullable=True),
+    Column("held_at", DateTime(timezone=True), nullable=False),
+)
+
+projection_state = Table(
+    "projection_state",
+    metadata,
+    Column("projection", String(128), primary_key=True),
+    Column("active_generation", Integer, nullable=False),
+    Column("building_generation", Integer, nullable=True),
+    Column("switched_at", DateTime(timezone=True), nullable=True),
+)
+
+projection_checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("projection", String(128), primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("topic", String(200), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigId, nullable=False),
+)

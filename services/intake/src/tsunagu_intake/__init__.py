@@ -1,0 +1,1 @@
+"""Tsunagu intake service: Consultations at every window (断らない相談), persons, consent and companion-support cases."""

@@ -1,0 +1,1 @@
+"""The intake domain: pure aggregates, commands and events; no infrastructure imports."""

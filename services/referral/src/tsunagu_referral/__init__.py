@@ -1,0 +1,1 @@
+"""Tsunagu referral service: Closed-loop referrals between agencies and the coordination meetings."""

@@ -1,0 +1,1 @@
+"""The referral domain: pure aggregates, commands and events; no infrastructure imports."""

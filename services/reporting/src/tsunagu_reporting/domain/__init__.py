@@ -1,0 +1,1 @@
+"""The reporting domain: pure aggregates, commands and events; no infrastructure imports."""

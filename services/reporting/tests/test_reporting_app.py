@@ -1,0 +1,33 @@
+"""The reporting service starts, answers its health endpoints and stops, on the in-memory broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tsunagu_reporting.app import create_app
+from tsunagu_reporting.settings import ReportingSettings
+
+
+def test_reporting_answers_live_ready_and_metrics(tmp_path: Path) -> None:
+    settings = ReportingSettings(broker_mode="memory", var_dir=tmp_path)
+    app = create_app(settings)
+
+    with TestClient(app) as client:
+        assert client.get("/health/live").json() == {"status": "ok", "service": "reporting"}
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["database"] == "ok"
+        assert "tsunagu_relay_published_total" in client.get("/metrics").text
+    assert (tmp_path / "reporting.db").exists()
+
+
+def test_reporting_default_port_is_8004() -> None:
+    assert ReportingSettings().port == 8004
+
+
+def test_reporting_openapi_lists_health_endpoints(tmp_path: Path) -> None:
+    app = create_app(ReportingSettings(broker_mode="memory", var_dir=tmp_path))
+    paths = app.openapi()["paths"]
+    assert {"/health/live", "/health/ready", "/metrics"} <= set(paths)

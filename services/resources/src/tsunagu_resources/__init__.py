@@ -1,0 +1,1 @@
+"""Tsunagu resources service: Local resource development, participation support and community building."""

@@ -1,0 +1,1 @@
+"""The resources domain: pure aggregates, commands and events; no infrastructure imports."""
