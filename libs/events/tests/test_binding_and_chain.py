@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
-
 from tsunagu_events import (
     GENESIS_HASH,
     EventDecodeError,
@@ -53,8 +52,19 @@ def test_binary_mode_round_trip_keeps_every_attribute() -> None:
     key, headers, value = to_kafka(original)
     assert key == b"s-1"
     names = {k for k, _ in headers}
-    assert {"ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "ce_tenant", "ce_streamid",
-            "ce_streamversion", "ce_correlationid", "ce_dataversion", "content-type"} <= names
+    assert {
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_specversion",
+        "ce_time",
+        "ce_tenant",
+        "ce_streamid",
+        "ce_streamversion",
+        "ce_correlationid",
+        "ce_dataversion",
+        "content-type",
+    } <= names
     decoded = from_kafka(headers, value)
     assert decoded.mode == "binary"
     assert decoded.envelope == original

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 import tsunagu_events.contracts  # noqa: F401
 from tsunagu_events import EventEnvelope, registry
 from tsunagu_events.schemas import DEFAULT_FOLDER, differences, export
@@ -45,9 +44,7 @@ def test_every_registered_version_has_a_stored_sample() -> None:
     assert missing == [], "store a sample event for each version in libs/events/samples"
 
 
-@pytest.mark.parametrize(
-    "sample", sorted(SAMPLES.rglob("v*.json")), ids=lambda p: f"{p.parent.name}/{p.name}"
-)
+@pytest.mark.parametrize("sample", sorted(SAMPLES.rglob("v*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_stored_samples_of_every_version_still_read_as_the_latest(sample: Path) -> None:
     envelope = EventEnvelope.model_validate(json.loads(sample.read_text(encoding="utf-8")))
     registry.validate_stored(envelope.type, envelope.dataversion, envelope.data)

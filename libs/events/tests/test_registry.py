@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from tsunagu_events import EventRegistry, SchemaViolation, UnknownEventType
 from tsunagu_events.contracts.example import TALLY_RECORDED, TallyRecorded
 from tsunagu_events.registry import EventPayload, registry

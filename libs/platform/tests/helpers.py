@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer
-
 from tsunagu_events import to_kafka
 from tsunagu_events.contracts.example import TallyRecorded
 from tsunagu_platform.consumer import IncomingRecord
@@ -37,7 +36,9 @@ def record_of(envelope: object, topic: str = "t", offset: int = 0) -> IncomingRe
 
 
 async def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[object]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     out: list[object] = []
     try:

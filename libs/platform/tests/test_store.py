@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-
 from tsunagu_events.contracts.example import TallyRecorded
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.store import ConcurrencyConflict, DuplicateEvent, EventStore, NewEvent
@@ -86,7 +85,9 @@ async def test_outbox_rows_are_written_with_their_events(engine: AsyncEngine) ->
     store = EventStore(engine, topic="tsunagu.example.events")
     stored = await store.append("s1", 0, tallies(4), CONTEXT)
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(outbox.c.event_id, outbox.c.topic, outbox.c.published_at).order_by(outbox.c.id))).all()
+        rows = (
+            await conn.execute(select(outbox.c.event_id, outbox.c.topic, outbox.c.published_at).order_by(outbox.c.id))
+        ).all()
     assert [r[0] for r in rows] == [e.id for e in stored]
     assert {r[1] for r in rows} == {"tsunagu.example.events"}
     assert all(r[2] is None for r in rows)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-
 from tsunagu_resources.app import create_app
 from tsunagu_resources.settings import ResourcesSettings
 

@@ -61,7 +61,9 @@ def verify_chain(events: Iterable[EventEnvelope]) -> ChainBreak | None:
                 f"version {event.streamversion} where {expected_version} was expected (event missing or inserted)",
             )
         if event.prevhash != previous:
-            return ChainBreak(event.streamid, event.streamversion, event.id, "prevhash does not match the previous event")
+            return ChainBreak(
+                event.streamid, event.streamversion, event.id, "prevhash does not match the previous event"
+            )
         if event.chainhash != chain_hash(previous, event):
             return ChainBreak(event.streamid, event.streamversion, event.id, "content does not match its chainhash")
         previous = event.chainhash

@@ -43,9 +43,7 @@ class Actor(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     agency: str = Field(min_length=1, max_length=64, description="Agency id from the ward's reference data.")
-    staff: str = Field(
-        min_length=1, max_length=64, description="Pseudonym of the staff member (never a real name)."
-    )
+    staff: str = Field(min_length=1, max_length=64, description="Pseudonym of the staff member (never a real name).")
 
 
 class EventEnvelope(BaseModel):
@@ -54,12 +52,8 @@ class EventEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=128, description="CloudEvents id; unique per source.")
-    source: str = Field(
-        min_length=1, max_length=256, description="CloudEvents source, e.g. /tsunagu/131121/intake."
-    )
-    type: str = Field(
-        min_length=1, max_length=128, description="Event type, e.g. tsunagu.intake.ConsultationReceived."
-    )
+    source: str = Field(min_length=1, max_length=256, description="CloudEvents source, e.g. /tsunagu/131121/intake.")
+    type: str = Field(min_length=1, max_length=128, description="Event type, e.g. tsunagu.intake.ConsultationReceived.")
     specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents spec version.")
     time: datetime = Field(description="When the fact happened (UTC).")
     subject: str | None = Field(
@@ -70,10 +64,16 @@ class EventEnvelope(BaseModel):
     )
     dataschema: str | None = Field(default=None, max_length=256, description="URI of the payload schema.")
     tenant: str = Field(pattern=TENANT_PATTERN, description="Municipality code of the tenant, e.g. 131121.")
-    streamid: str = Field(min_length=1, max_length=128, description="Id of the stream (aggregate) the event belongs to.")
+    streamid: str = Field(
+        min_length=1, max_length=128, description="Id of the stream (aggregate) the event belongs to."
+    )
     streamversion: int = Field(ge=1, description="Position of the event in its stream, from 1 without gaps.")
-    correlationid: str = Field(min_length=1, max_length=128, description="Id shared by all events of one piece of work.")
-    causationid: str | None = Field(default=None, max_length=128, description="Id of the event or command that caused this one.")
+    correlationid: str = Field(
+        min_length=1, max_length=128, description="Id shared by all events of one piece of work."
+    )
+    causationid: str | None = Field(
+        default=None, max_length=128, description="Id of the event or command that caused this one."
+    )
     actoragency: str | None = Field(default=None, max_length=64, description="Agency of the actor.")
     actorstaff: str | None = Field(default=None, max_length=64, description="Staff pseudonym of the actor.")
     dataversion: int = Field(ge=1, description="Schema version of data as stored.")

@@ -28,7 +28,6 @@ import structlog
 from sqlalchemy import and_, delete, select, tuple_
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from tsunagu_events import (
     EventDecodeError,
     EventEnvelope,
@@ -42,6 +41,7 @@ from tsunagu_events import (
 from tsunagu_events.binding import Reason
 from tsunagu_events.envelope import format_time, now
 from tsunagu_events.topics import dlq_topic
+
 from tsunagu_platform.kafka import OutgoingMessage, Publisher
 from tsunagu_platform.logging import bound_to
 from tsunagu_platform.metrics import BATCH_SECONDS, CONSUMED, DEAD_LETTERED, HELD
@@ -206,7 +206,11 @@ class StreamSequencer:
         await upsert(
             conn,
             stream_positions,
-            [{"consumer": self.consumer, "stream_id": s, "version": v} for s, v in positions.items() if v != start.get(s, 0)],
+            [
+                {"consumer": self.consumer, "stream_id": s, "version": v}
+                for s, v in positions.items()
+                if v != start.get(s, 0)
+            ],
             keys=["consumer", "stream_id"],
             update=["version"],
         )
@@ -234,7 +238,9 @@ class StreamSequencer:
         if not streams:
             return {}
         rows = await conn.execute(
-            select(held_events).where(held_events.c.consumer == self.consumer, held_events.c.stream_id.in_(list(streams)))
+            select(held_events).where(
+                held_events.c.consumer == self.consumer, held_events.c.stream_id.in_(list(streams))
+            )
         )
         out: dict[str, dict[int, ReceivedEvent]] = {}
         for row in rows.mappings():
@@ -256,7 +262,10 @@ class StreamSequencer:
             return
         await conn.execute(
             delete(held_events).where(
-                and_(held_events.c.consumer == self.consumer, tuple_(held_events.c.stream_id, held_events.c.version).in_(keys))
+                and_(
+                    held_events.c.consumer == self.consumer,
+                    tuple_(held_events.c.stream_id, held_events.c.version).in_(keys),
+                )
             )
         )
         HELD.labels(self.consumer).dec(len(keys))
@@ -384,7 +393,10 @@ class EventConsumer:
         await insert_ignoring_duplicates(
             conn,
             inbox,
-            [{"consumer": self.name, "event_key": self.inbox_key(e.envelope), "processed_at": processed_at} for e in fresh],
+            [
+                {"consumer": self.name, "event_key": self.inbox_key(e.envelope), "processed_at": processed_at}
+                for e in fresh
+            ],
         )
         CONSUMED.labels(self.name, "applied").inc(applied)
         if duplicates:

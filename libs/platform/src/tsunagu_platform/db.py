@@ -50,7 +50,7 @@ def create_engine(url: str, *, for_writes: bool = True, **kwargs: Any) -> AsyncE
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 60}, **kwargs)
-        _sqlite_pragmas(engine, 'BEGIN IMMEDIATE' if for_writes else 'BEGIN')
+        _sqlite_pragmas(engine, "BEGIN IMMEDIATE" if for_writes else "BEGIN")
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)

@@ -16,7 +16,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tsunagu_platform.consumer import DLQ_HEADER_PREFIX
-from tsunagu_platform.kafka import OutgoingMessage, Publisher
+from tsunagu_platform.kafka import OutgoingMessage, Publisher, end_distance
 
 log = structlog.get_logger("tsunagu.dlq")
 
@@ -56,24 +56,24 @@ async def replay_dlq(
     try:
         partitions = consumer.partitions_for_topic(dlq_topic) or set()
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 (fresh topics may be unknown yet)
+            await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(dlq_topic) or set()
         assigned = [TopicPartition(dlq_topic, p) for p in sorted(partitions)]
         if not assigned:
             return report
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        for tp in assigned:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-        while any(await consumer.position(tp) < ends[tp] for tp in assigned):
-            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+        consumer.assign(assigned)  # resumes from the group's committed offsets, else the start
+        idle_rounds = 0
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            if not batch:
+                idle_rounds += 1
+                if idle_rounds >= 6 or await end_distance(consumer, assigned) == 0:
+                    break
+                continue
+            idle_rounds = 0
             messages = []
             for records in batch.values():
                 for record in records:
-                    if record.offset >= ends[TopicPartition(record.topic, record.partition)]:
-                        continue
                     headers = list(record.headers or ())
                     reason = _header(headers, "dlq_reason") or "unknown"
                     target = _header(headers, "dlq_original_topic")

@@ -15,23 +15,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from collections.abc import Sequence
 
-from faststream.kafka import KafkaBroker
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from tsunagu_events.contracts.example import TallyRecorded
-from tsunagu_events.topics import EXAMPLE_TOPIC
+from tsunagu_events.topics import EXAMPLE_TOPIC, dlq_topic
+
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, ReceivedEvent
 from tsunagu_platform.db import create_engine
-from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics
+from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics, faststream_broker
 from tsunagu_platform.logging import configure_logging
 from tsunagu_platform.projection import Tables
 from tsunagu_platform.relay import OutboxRelay
 from tsunagu_platform.sql import upsert
-from tsunagu_platform.store import EventContext, EventStore, NewEvent
+from tsunagu_platform.store import ConcurrencyConflict, EventContext, EventStore, NewEvent
 from tsunagu_platform.subscription import subscribe
+from tsunagu_platform.tables import inbox
 from tsunagu_platform.tables import metadata as platform_metadata
 
 TENANT = "131121"
@@ -57,7 +58,9 @@ async def migrate(engine: AsyncEngine) -> None:
 async def add_to_totals(conn: AsyncConnection, table: Table, event: ReceivedEvent) -> None:
     payload = event.payload
     assert isinstance(payload, TallyRecorded)
-    current = (await conn.execute(select(table.c.total, table.c.events).where(table.c.window == payload.window))).first()
+    current = (
+        await conn.execute(select(table.c.total, table.c.events).where(table.c.window == payload.window))
+    ).first()
     total, count = (current[0], current[1]) if current else (0, 0)
     await upsert(
         conn,
@@ -99,8 +102,16 @@ async def read_totals(engine: AsyncEngine, table: Table = tally_totals) -> dict[
         return {w: (int(t), int(e)) for w, t, e in rows}
 
 
-async def append_tallies(engine: AsyncEngine, *, streams: int, events: int, count: int = 1, prefix: str = "window") -> int:
-    store = EventStore(engine, topic=EXAMPLE_TOPIC)
+async def append_tallies(
+    engine: AsyncEngine,
+    *,
+    streams: int,
+    events: int,
+    count: int = 1,
+    prefix: str = "window",
+    topic: str = EXAMPLE_TOPIC,
+) -> int:
+    store = EventStore(engine, topic=topic)
     context = EventContext(tenant=TENANT, source=SOURCE)
     for s in range(streams):
         stream = f"{prefix}-{s}"
@@ -110,11 +121,10 @@ async def append_tallies(engine: AsyncEngine, *, streams: int, events: int, coun
     return streams * events
 
 
-async def count_inbox(engine: AsyncEngine) -> int:
-    from tsunagu_platform.tables import inbox
-
+async def count_inbox(engine: AsyncEngine, consumer: str = CONSUMER) -> int:
     async with engine.connect() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(inbox).where(inbox.c.consumer == CONSUMER)) or 0)
+        query = select(func.count()).select_from(inbox).where(inbox.c.consumer == consumer)
+        return int(await conn.scalar(query) or 0)
 
 
 async def _run_until_signalled(coroutines: Sequence[asyncio.Future[None] | asyncio.Task[None]]) -> None:
@@ -142,7 +152,9 @@ async def run_relay(database_url: str, bootstrap: str) -> None:
         await engine.dispose()
 
 
-async def run_consumer(database_url: str, bootstrap: str, slow_ms: int, batch: int) -> None:
+async def run_consumer(
+    database_url: str, bootstrap: str, slow_ms: int, batch: int, topic: str = EXAMPLE_TOPIC, group: str = CONSUMER
+) -> None:
     engine = create_engine(database_url)
     await migrate(engine)
     publisher = AiokafkaPublisher(bootstrap)
@@ -153,9 +165,9 @@ async def run_consumer(database_url: str, bootstrap: str, slow_ms: int, batch: i
         if slow_ms:
             await asyncio.sleep(slow_ms / 1000)
 
-    consumer = EventConsumer(CONSUMER, engine, handler, DeadLetters(publisher, CONSUMER))
-    broker = KafkaBroker(bootstrap)
-    subscribe(broker, consumer, [EXAMPLE_TOPIC], group_id=CONSUMER, max_records=batch)
+    consumer = EventConsumer(group, engine, handler, DeadLetters(publisher, group))
+    broker = faststream_broker(bootstrap)
+    subscribe(broker, consumer, [topic], group_id=group, max_records=batch)
     await broker.start()
     print("consumer started", flush=True)
     try:
@@ -176,23 +188,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="window")
     parser.add_argument("--slow-ms", type=int, default=0)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--topic", default=EXAMPLE_TOPIC)
+    parser.add_argument("--group", default=CONSUMER, help="consumer name and group id")
+    parser.add_argument("--expect-version", type=int, default=None, help="append: fail unless the stream is here")
     args = parser.parse_args(argv)
     configure_logging("example", "INFO")
     if args.command == "append":
-        async def _append() -> None:
-            engine = create_engine(args.database_url)
-            await migrate(engine)
-            await append_tallies(engine, streams=args.streams, events=args.events, prefix=args.prefix)
-            await engine.dispose()
-
-        asyncio.run(_append())
+        try:
+            asyncio.run(_append(args))
+        except ConcurrencyConflict as conflict:
+            print(f"conflict: {conflict}", file=sys.stderr)
+            return 3
     elif args.command == "relay":
         asyncio.run(run_relay(args.database_url, args.bootstrap))
     elif args.command == "consume":
-        asyncio.run(run_consumer(args.database_url, args.bootstrap, args.slow_ms, args.batch))
+        asyncio.run(run_consumer(args.database_url, args.bootstrap, args.slow_ms, args.batch, args.topic, args.group))
     else:
-        asyncio.run(ensure_topics(args.bootstrap, [EXAMPLE_TOPIC, EXAMPLE_TOPIC + ".dlq"]))
+        asyncio.run(ensure_topics(args.bootstrap, [args.topic, dlq_topic(args.topic)]))
     return 0
+
+
+async def _append(args: argparse.Namespace) -> None:
+    engine = create_engine(args.database_url)
+    try:
+        await migrate(engine)
+        if args.expect_version is None:
+            await append_tallies(engine, streams=args.streams, events=args.events, prefix=args.prefix, topic=args.topic)
+            return
+        store = EventStore(engine, topic=args.topic)
+        context = EventContext(tenant=TENANT, source=SOURCE)
+        batch = [NewEvent(TallyRecorded(window=args.prefix, count=1, category="general")) for _ in range(args.events)]
+        await store.append(args.prefix, args.expect_version, batch, context)
+    finally:
+        await engine.dispose()
 
 
 if __name__ == "__main__":

@@ -38,15 +38,24 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
         # Name the offending fields; never echo their values (they may be personal data).
         errors = [
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ())),
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
             for e in error.errors()
         ]
         return problem(422, "入力内容に誤りがあります (invalid input)", errors=errors)
 
     @app.exception_handler(ConcurrencyConflict)
     async def _conflict(_request: Request, error: ConcurrencyConflict) -> JSONResponse:
-        return problem(409, "他の職員が先に更新しました (concurrent edit)", str(error),
-                       expected_version=error.expected, current_version=error.actual)
+        return problem(
+            409,
+            "他の職員が先に更新しました (concurrent edit)",
+            str(error),
+            expected_version=error.expected,
+            current_version=error.actual,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -9,11 +9,12 @@ outbox and the inbox carry exactly-once effects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -32,6 +33,16 @@ class Publisher(Protocol):
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None: ...
 
 
+def faststream_broker(bootstrap_servers: str, *, idempotence: bool = False) -> Any:
+    """A faststream KafkaBroker whose per-message "Received/Processed" lines are DEBUG, not INFO:
+    at thousands of events a second they would drown the structured logs."""
+    import logging
+
+    from faststream.kafka import KafkaBroker
+
+    return KafkaBroker(bootstrap_servers, enable_idempotence=idempotence, acks="all", log_level=logging.DEBUG)
+
+
 def producer_options(idempotence: bool) -> dict[str, Any]:
     return {
         "acks": "all",
@@ -43,23 +54,33 @@ def producer_options(idempotence: bool) -> dict[str, Any]:
 
 
 class AiokafkaPublisher:
-    """Publisher on a plain AIOKafkaProducer: all sends of a batch in flight, then awaited together."""
+    """Publisher on a plain AIOKafkaProducer: all sends of a batch in flight, then awaited together.
+
+    The producer is created in `start()`, inside the running loop, so building a
+    service (create_app) never needs one.
+    """
 
     def __init__(self, bootstrap_servers: str, *, idempotence: bool = False, client_id: str = "tsunagu") -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, client_id=client_id, **producer_options(idempotence)
-        )
+        self.bootstrap_servers = bootstrap_servers
+        self.idempotence = idempotence
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers, client_id=self.client_id, **producer_options(self.idempotence)
+        )
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        pending = [
-            await self._producer.send(m.topic, value=m.value, key=m.key, headers=m.headers) for m in messages
-        ]
+        if self._producer is None:
+            raise ConnectionError("publisher not started")
+        pending = [await self._producer.send(m.topic, value=m.value, key=m.key, headers=m.headers) for m in messages]
         if pending:
             await asyncio.gather(*pending)
 
@@ -72,7 +93,8 @@ class FaststreamPublisher:
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         for m in messages:
-            await self._broker.publish(m.value or b"", m.topic, key=m.key, headers=dict(m.headers))
+            headers = {k: v.decode("utf-8", "replace") for k, v in m.headers}
+            await self._broker.publish(m.value or b"", m.topic, key=m.key, headers=headers)
 
 
 async def ensure_topics(
@@ -91,15 +113,36 @@ async def ensure_topics(
         wanted = [t for t in dict.fromkeys(topics) if t not in existing]
         if not wanted:
             return []
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(
                 [
-                    NewTopic(t, num_partitions=partitions, replication_factor=replication_factor, topic_configs=config or {})
+                    NewTopic(
+                        t, num_partitions=partitions, replication_factor=replication_factor, topic_configs=config or {}
+                    )
                     for t in wanted
                 ]
             )
-        except TopicAlreadyExistsError:
-            pass
         return wanted
     finally:
         await admin.close()
+
+
+async def end_distance(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> int:
+    """How many records lie between the consumer's positions and the ends of `partitions`.
+
+    The end is the larger of the ListOffsets answer and the high watermark seen in
+    fetch responses: Tansu answers ListOffsets(latest) wrongly, while every fetch
+    response carries the true high watermark. A partition not fetched yet counts as
+    one record behind, so "caught up" is never claimed before it has been seen.
+    """
+    if not partitions:
+        return 0
+    listed = await consumer.end_offsets(list(partitions))
+    behind = 0
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            behind += 1
+            continue
+        behind += max(0, max(listed.get(tp, 0), highwater) - await consumer.position(tp))
+    return behind

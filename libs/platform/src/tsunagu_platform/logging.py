@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
-
 from tsunagu_events import EventEnvelope
 
 PERSONAL_FIELDS = frozenset(

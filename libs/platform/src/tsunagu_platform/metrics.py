@@ -7,9 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RELAY_PUBLISHED = Counter("tsunagu_relay_published_total", "Outbox rows published to Kafka", ["service"])
 EVENTS_APPENDED = Counter("tsunagu_events_appended_total", "Events appended to the store", ["service"])
-CONSUMED = Counter(
-    "tsunagu_consumer_events_total", "Events seen by a consumer, by outcome", ["consumer", "outcome"]
-)
+CONSUMED = Counter("tsunagu_consumer_events_total", "Events seen by a consumer, by outcome", ["consumer", "outcome"])
 DEAD_LETTERED = Counter(
     "tsunagu_consumer_dead_lettered_total", "Messages sent to a DLQ, by reason", ["consumer", "reason"]
 )

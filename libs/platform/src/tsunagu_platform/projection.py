@@ -21,11 +21,13 @@ from typing import Protocol
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import MetaData, Table, delete, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from tsunagu_events import EventRegistry, registry
 from tsunagu_events.envelope import now
+
 from tsunagu_platform.consumer import IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
+from tsunagu_platform.kafka import end_distance
 from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG
 from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
 from tsunagu_platform.tables import held_events, projection_checkpoints, projection_state, stream_positions
@@ -72,6 +74,17 @@ def generation_tables(projection: Projection, generation: int) -> Tables:
     return projection.define(MetaData(), generation)
 
 
+async def create_tables(engine: AsyncEngine, tables: Tables) -> None:
+    """Create a generation's tables; a concurrent creator (reader, runner, another process) may win."""
+    for table in tables.values():
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(table.create, checkfirst=True)
+        except (ProgrammingError, OperationalError, IntegrityError) as error:
+            if "already exists" not in str(error).lower() and "duplicate" not in str(error).lower():
+                raise
+
+
 def sequencer_name(projection: Projection, generation: int) -> str:
     return f"projection:{projection.name}:g{generation}"
 
@@ -103,9 +116,7 @@ class GenerationRunner:
         self._assigned: list[TopicPartition] = []
 
     async def create_tables(self) -> None:
-        async with self.engine.begin() as conn:
-            for table in self.tables.values():
-                await conn.run_sync(table.create, checkfirst=True)
+        await create_tables(self.engine, self.tables)
 
     async def start(self) -> None:
         await self.create_tables()
@@ -118,7 +129,7 @@ class GenerationRunner:
         for topic in self.projection.topics:
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(topic) or set()
             assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
         self._assigned = assigned
@@ -138,7 +149,11 @@ class GenerationRunner:
     async def _checkpoints(self) -> dict[tuple[str, int], int]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(projection_checkpoints.c.topic, projection_checkpoints.c.partition, projection_checkpoints.c.next_offset).where(
+                select(
+                    projection_checkpoints.c.topic,
+                    projection_checkpoints.c.partition,
+                    projection_checkpoints.c.next_offset,
+                ).where(
                     projection_checkpoints.c.projection == self.projection.name,
                     projection_checkpoints.c.generation == self.generation,
                 )
@@ -148,12 +163,7 @@ class GenerationRunner:
     async def lag(self) -> int:
         """Records between this generation's position and the end of its topics now."""
         assert self._consumer is not None
-        if not self._assigned:
-            return 0
-        ends = await self._consumer.end_offsets(self._assigned)
-        behind = 0
-        for tp in self._assigned:
-            behind += max(0, ends[tp] - await self._consumer.position(tp))
+        behind = await end_distance(self._consumer, self._assigned)
         PROJECTION_LAG.labels(self.projection.name).set(behind)
         return behind
 
@@ -174,8 +184,14 @@ class GenerationRunner:
             if isinstance(item, Rejected):
                 # Consumers dead-letter these; a projection just leaves them out, visibly.
                 self.skipped += 1
-                log.warning("projection.record_skipped", projection=self.projection.name, reason=item.reason,
-                            topic=record.topic, partition=record.partition, offset=record.offset)
+                log.warning(
+                    "projection.record_skipped",
+                    projection=self.projection.name,
+                    reason=item.reason,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
             else:
                 decoded.append(item)
         next_offsets: dict[tuple[str, int], int] = {}
@@ -190,7 +206,13 @@ class GenerationRunner:
                 conn,
                 projection_checkpoints,
                 [
-                    {"projection": self.projection.name, "generation": self.generation, "topic": t, "partition": p, "next_offset": o}
+                    {
+                        "projection": self.projection.name,
+                        "generation": self.generation,
+                        "topic": t,
+                        "partition": p,
+                        "next_offset": o,
+                    }
                     for (t, p), o in next_offsets.items()
                 ],
                 keys=["projection", "generation", "topic", "partition"],
@@ -203,17 +225,29 @@ class GenerationRunner:
 class ProjectionManager:
     """Knows the live generation of one projection, follows it, and rebuilds the next one."""
 
-    def __init__(self, engine: AsyncEngine, projection: Projection, bootstrap_servers: str, *, reg: EventRegistry = registry) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        projection: Projection,
+        bootstrap_servers: str,
+        *,
+        reg: EventRegistry = registry,
+        max_records: int = 2000,
+    ) -> None:
+        self.max_records = max_records
         self.engine = engine
         self.projection = projection
         self.bootstrap_servers = bootstrap_servers
         self.registry = reg
         self._active: int | None = None
+        self._created: set[int] = set()
 
     async def active_generation(self) -> int:
         async with self.engine.begin() as conn:
             value = await conn.scalar(
-                select(projection_state.c.active_generation).where(projection_state.c.projection == self.projection.name)
+                select(projection_state.c.active_generation).where(
+                    projection_state.c.projection == self.projection.name
+                )
             )
             if value is None:
                 await insert_ignoring_duplicates(
@@ -224,38 +258,72 @@ class ProjectionManager:
         return self._active
 
     async def tables(self) -> Tables:
-        """The live generation's tables, for readers."""
-        return generation_tables(self.projection, await self.active_generation())
+        """The live generation's tables, for readers (created empty if nothing was applied yet)."""
+        generation = await self.active_generation()
+        tables = generation_tables(self.projection, generation)
+        if generation not in self._created:
+            await create_tables(self.engine, tables)
+            self._created.add(generation)
+        return tables
 
     def runner(self, generation: int) -> GenerationRunner:
-        return GenerationRunner(self.engine, self.projection, generation, self.bootstrap_servers, reg=self.registry)
+        return GenerationRunner(
+            self.engine,
+            self.projection,
+            generation,
+            self.bootstrap_servers,
+            reg=self.registry,
+            max_records=self.max_records,
+        )
 
     async def follow(self, stop: asyncio.Event, poll: float = 0.2) -> None:
-        """Keep the live generation up to date; move to a new generation when a rebuild switched."""
+        """Keep the live generation up to date; move to a new generation when a rebuild switched.
+
+        Survives broker and database outages: it logs, waits and resumes from its checkpoints.
+        """
+        backoff = 0.5
         while not stop.is_set():
-            generation = await self.active_generation()
-            runner = self.runner(generation)
-            await runner.start()
             try:
-                last_check = time.monotonic()
-                while not stop.is_set():
-                    consumed = await runner.step()
-                    if time.monotonic() - last_check > 1.0 or not consumed:
-                        if await self.active_generation() != generation:
-                            log.info("projection.following_new_generation", projection=self.projection.name)
-                            break
-                        last_check = time.monotonic()
-                    if not consumed:
-                        await asyncio.sleep(poll)
-            finally:
-                await runner.stop()
+                await self._follow_generation(stop, poll)
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning(
+                    "projection.follow_failed",
+                    projection=self.projection.name,
+                    error_type=type(error).__name__,
+                    retry_in=backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _follow_generation(self, stop: asyncio.Event, poll: float) -> None:
+        generation = await self.active_generation()
+        runner = self.runner(generation)
+        await runner.start()
+        try:
+            last_check = time.monotonic()
+            while not stop.is_set():
+                consumed = await runner.step()
+                if time.monotonic() - last_check > 1.0 or not consumed:
+                    if await self.active_generation() != generation:
+                        log.info("projection.following_new_generation", projection=self.projection.name)
+                        return
+                    last_check = time.monotonic()
+                if not consumed:
+                    await asyncio.sleep(poll)
+        finally:
+            await runner.stop()
 
     async def rebuild(self, progress: Callable[[Progress], None] | None = None, report_every: float = 1.0) -> Progress:
         """Build the next generation from the start of the topics; switch when caught up."""
         current = await self.active_generation()
         async with self.engine.begin() as conn:
             building = await conn.scalar(
-                select(projection_state.c.building_generation).where(projection_state.c.projection == self.projection.name)
+                select(projection_state.c.building_generation).where(
+                    projection_state.c.projection == self.projection.name
+                )
             )
             generation = max(current, int(building or 0)) + 1
             await conn.execute(
@@ -274,8 +342,13 @@ class ProjectionManager:
                 if consumed and now_ - last_report < report_every:
                     continue
                 remaining = await runner.lag()
-                status = Progress(self.projection.name, generation, runner.events_done, remaining,
-                                  runner.events_done / max(now_ - started, 1e-9))
+                status = Progress(
+                    self.projection.name,
+                    generation,
+                    runner.events_done,
+                    remaining,
+                    runner.events_done / max(now_ - started, 1e-9),
+                )
                 if progress:
                     progress(status)
                 last_report = now_
@@ -284,10 +357,20 @@ class ProjectionManager:
         finally:
             await runner.stop()
         await self._switch(generation)
-        final = Progress(self.projection.name, generation, runner.events_done, 0,
-                         runner.events_done / max(time.monotonic() - started, 1e-9))
-        log.info("projection.rebuilt", projection=self.projection.name, generation=generation,
-                 events=runner.events_done, rate=round(final.rate))
+        final = Progress(
+            self.projection.name,
+            generation,
+            runner.events_done,
+            0,
+            runner.events_done / max(time.monotonic() - started, 1e-9),
+        )
+        log.info(
+            "projection.rebuilt",
+            projection=self.projection.name,
+            generation=generation,
+            events=runner.events_done,
+            rate=round(final.rate),
+        )
         return final
 
     async def _switch(self, generation: int) -> None:

@@ -11,6 +11,7 @@ which consumers absorb with their inbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -19,9 +20,9 @@ from datetime import datetime
 import structlog
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-
 from tsunagu_events import to_kafka
 from tsunagu_events.envelope import now
+
 from tsunagu_platform.db import is_sqlite
 from tsunagu_platform.kafka import OutgoingMessage, Publisher
 from tsunagu_platform.metrics import RELAY_PUBLISHED
@@ -108,9 +109,7 @@ class OutboxRelay:
 
     async def pending_count(self) -> int:
         async with self.engine.connect() as conn:
-            value = await conn.scalar(
-                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-            )
+            value = await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None)))
         return int(value or 0)
 
     async def run(self) -> None:
@@ -130,10 +129,8 @@ class OutboxRelay:
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     def stop(self) -> None:
         self._stopping.set()

@@ -18,16 +18,16 @@ import structlog
 from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from tsunagu_events import EventEnvelope, EventRegistry, registry
 from tsunagu_events.topics import dlq_topic, events_topic
+
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, Handler
 from tsunagu_platform.db import create_engine
-from tsunagu_platform.kafka import AiokafkaPublisher, FaststreamPublisher, Publisher, ensure_topics
+from tsunagu_platform.kafka import AiokafkaPublisher, FaststreamPublisher, Publisher, ensure_topics, faststream_broker
+from tsunagu_platform.metrics import EVENTS_APPENDED
 from tsunagu_platform.projection import Projection, ProjectionManager
 from tsunagu_platform.relay import OutboxRelay
 from tsunagu_platform.settings import ServiceSettings
-from tsunagu_platform.metrics import EVENTS_APPENDED
 from tsunagu_platform.store import EventContext, EventStore, NewEvent
 from tsunagu_platform.subscription import subscribe
 from tsunagu_platform.tables import metadata as platform_metadata
@@ -57,7 +57,7 @@ class ServiceRuntime:
         s = self.settings
         self.engine = create_engine(s.db_url)
         self.reader = create_engine(s.db_url, for_writes=False)
-        self.broker = KafkaBroker(s.kafka_bootstrap_servers, enable_idempotence=s.kafka_idempotence, acks="all")
+        self.broker = faststream_broker(s.kafka_bootstrap_servers, idempotence=s.kafka_idempotence)
         if s.broker_mode == "memory":
             self.publisher = FaststreamPublisher(self.broker)
         else:
@@ -187,4 +187,3 @@ class ServiceRuntime:
         if not self.started:
             checks["runtime"] = "starting"
         return checks
-

@@ -37,7 +37,9 @@ class ServiceSettings(BaseSettings):
         default="kafka",
         description="'memory' is for component tests under faststream's TestKafkaBroker.",
     )
-    topic_partitions: int = Field(default=3, ge=1, validation_alias=AliasChoices("TSUNAGU_TOPIC_PARTITIONS", "topic_partitions"))
+    topic_partitions: int = Field(
+        default=3, ge=1, validation_alias=AliasChoices("TSUNAGU_TOPIC_PARTITIONS", "topic_partitions")
+    )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     consumer_batch: int = Field(default=500, ge=1, le=5000)
 

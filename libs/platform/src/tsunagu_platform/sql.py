@@ -32,9 +32,7 @@ async def upsert(
     await conn.execute(statement, list(rows))
 
 
-async def insert_ignoring_duplicates(
-    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
-) -> None:
+async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     await conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows))

@@ -15,7 +15,6 @@ from datetime import datetime
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from tsunagu_events import (
     GENESIS_HASH,
     Actor,
@@ -27,6 +26,7 @@ from tsunagu_events import (
 from tsunagu_events.chain import ChainBreak, verify_chain
 from tsunagu_events.envelope import now
 from tsunagu_events.registry import schema_id
+
 from tsunagu_platform.tables import events, outbox
 
 
@@ -170,18 +170,14 @@ class EventStore:
                     "envelope": serialise(envelope),
                 }
             )
-            outbox_rows.append(
-                {"event_id": envelope.id, "topic": self.topic, "created_at": recorded_at, "attempts": 0}
-            )
+            outbox_rows.append({"event_id": envelope.id, "topic": self.topic, "created_at": recorded_at, "attempts": 0})
         await conn.execute(insert(events), event_rows)
         await conn.execute(insert(outbox), outbox_rows)
         return stored
 
     async def current_version(self, stream_id: str) -> int:
         async with self.engine.connect() as conn:
-            value = await conn.scalar(
-                select(func.max(events.c.stream_version)).where(events.c.stream_id == stream_id)
-            )
+            value = await conn.scalar(select(func.max(events.c.stream_version)).where(events.c.stream_id == stream_id))
         return int(value or 0)
 
     async def read(

@@ -1,1 +1,2 @@
-"""Tsunagu intake service: Consultations at every window (断らない相談), persons, consent and companion-support cases."""
+"""Tsunagu intake service: consultations at every window (断らない相談), persons, consent,
+companion-support cases."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-
 from tsunagu_platform.http import service_app
 from tsunagu_platform.runtime import ServiceRuntime
+
 from tsunagu_intake.settings import IntakeSettings
 
 TITLE = "Tsunagu 受付・相談 (Intake)"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-
 from tsunagu_platform.http import service_app
 from tsunagu_platform.runtime import ServiceRuntime
+
 from tsunagu_referral.settings import ReferralSettings
 
 TITLE = "Tsunagu つなぎ・会議 (Referral)"

@@ -1,1 +1,2 @@
-"""Tsunagu reporting service: The ward's annual tables, companion-support timelines and audit replay, from events alone."""
+"""Tsunagu reporting service: the ward's annual tables, companion-support timelines and audit
+replay, from events alone."""

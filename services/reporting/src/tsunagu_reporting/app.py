@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-
 from tsunagu_platform.http import service_app
 from tsunagu_platform.runtime import ServiceRuntime
+
 from tsunagu_reporting.settings import ReportingSettings
 
 TITLE = "Tsunagu 報告・監査 (Reporting)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tsunagu_platform.cli import service_main
+
 from tsunagu_resources.app import create_app
 from tsunagu_resources.settings import ResourcesSettings
 

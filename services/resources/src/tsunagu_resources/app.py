@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-
 from tsunagu_platform.http import service_app
 from tsunagu_platform.runtime import ServiceRuntime
+
 from tsunagu_resources.settings import ResourcesSettings
 
 TITLE = "Tsunagu 地域資源 (Resources)"

@@ -1,0 +1,51 @@
+# Tsunagu — every target creates what it needs (.tools/uv, .venv) on a fresh machine.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+
+.PHONY: run test lint typecheck unit schemas bench token clean help
+
+help:
+	@echo "make run    — broker + the four services on SQLite (./var); Ctrl-C stops"
+	@echo "make test   — lint, type checks, contracts and every test (SQLite and PostgreSQL)"
+	@echo "make bench  — benchmarks (docs/benchmarks.md)"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock $(PYPROJECTS)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch $@
+
+venv: $(VENV)/.synced
+
+run: $(VENV)/.synced
+	$(BIN)/tsunagu-dev run
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/tsunagu-schemas check
+
+typecheck: $(VENV)/.synced
+	$(BIN)/mypy -p tsunagu_events -p tsunagu_platform -p tsunagu_intake -p tsunagu_referral -p tsunagu_resources -p tsunagu_reporting
+
+unit: $(VENV)/.synced
+	$(BIN)/python -m pytest libs services tests
+
+test: lint typecheck unit
+
+schemas: $(VENV)/.synced
+	$(BIN)/tsunagu-schemas export
+
+bench: $(VENV)/.synced
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
