@@ -15,7 +15,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-
 from tsunagu_events import to_kafka
 from tsunagu_events.topics import dlq_topic
 from tsunagu_platform.db import create_engine
@@ -148,9 +147,8 @@ async def test_garbage_unknown_types_and_schema_violations_land_in_the_dlq_and_t
     consumer = Process(example("consume", *args), tmp_path, "consumer").start()
     try:
         store = EventStore(engine, topic=topic)
-        from tsunagu_platform.store import EventContext, NewEvent
-
         from tsunagu_events.contracts.example import TallyRecorded
+        from tsunagu_platform.store import EventContext, NewEvent
 
         context = EventContext(tenant="131121", source="/tsunagu/131121/example")
         good = await store.append("p-good", 0, [NewEvent(TallyRecorded(window="p", count=1, category="c"))], context)
@@ -189,7 +187,15 @@ async def test_garbage_unknown_types_and_schema_violations_land_in_the_dlq_and_t
 async def test_two_writers_racing_on_one_stream_give_one_success_and_one_conflict(
     database_url: str, engine: AsyncEngine, kafka_bootstrap: str, topic: str
 ) -> None:
-    args = [*common(database_url, kafka_bootstrap, topic), "--prefix", "race", "--events", "200", "--expect-version", "0"]
+    args = [
+        *common(database_url, kafka_bootstrap, topic),
+        "--prefix",
+        "race",
+        "--events",
+        "200",
+        "--expect-version",
+        "0",
+    ]
     first = asyncio.create_subprocess_exec(*example("append", *args), stderr=asyncio.subprocess.PIPE)
     second = asyncio.create_subprocess_exec(*example("append", *args), stderr=asyncio.subprocess.PIPE)
     procs = await asyncio.gather(first, second)

@@ -10,7 +10,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from tsunagu_platform.devrun import PORTS, port_free
 from tsunagu_platform.tansu import free_port
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def answers(port: int, path: str) -> int:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
             return int(response.status)
     except OSError:
         return 0
@@ -42,7 +41,16 @@ def test_make_run_starts_everything_stops_on_ctrl_c_and_keeps_data(tmp_path: Pat
     if not all(port_free(p) for p in PORTS.values()):
         pytest.skip("ports 8001-8004 are taken by something else on this machine")
     var = tmp_path / "var"
-    args = [sys.executable, "-m", "tsunagu_platform.devrun", "run", "--var-dir", str(var), "--kafka-port", str(free_port())]
+    args = [
+        sys.executable,
+        "-m",
+        "tsunagu_platform.devrun",
+        "run",
+        "--var-dir",
+        str(var),
+        "--kafka-port",
+        str(free_port()),
+    ]
     env = {"KAFKA_BOOTSTRAP_SERVERS": ""}
     first = Process(args, tmp_path, "run-1", env=env).start()
     try:
