@@ -47,5 +47,10 @@ schemas: $(VENV)/.synced
 bench: $(VENV)/.synced
 	$(BIN)/python -m bench.run
 
+ROLE ?= admin
+AGENCY ?= setagaya.branch_office
+token: $(VENV)/.synced
+	@$(BIN)/tsunagu-token --role $(ROLE) --agency $(AGENCY)
+
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

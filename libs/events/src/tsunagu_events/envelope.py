@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SPEC_VERSION = "1.0"
 TENANT_PATTERN = r"^[0-9]{6}$"
@@ -84,6 +84,18 @@ class EventEnvelope(BaseModel):
         default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 over prevhash and this event's canonical form."
     )
     data: dict[str, Any] = Field(description="The payload as stored (schema version dataversion).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _agency_defaults(cls, value: Any) -> Any:
+        """Agency systems may leave out what only Tsunagu's own streams need."""
+        if isinstance(value, dict) and "id" in value:
+            value = dict(value)
+            value.setdefault("streamid", value.get("subject") or value["id"])
+            value.setdefault("streamversion", 1)
+            value.setdefault("correlationid", value["id"])
+            value.setdefault("dataversion", 1)
+        return value
 
     @field_validator("time")
     @classmethod

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import EventEnvelope, EventRegistry, registry
 from tsunagu_events.topics import dlq_topic, events_topic
 
-from tsunagu_platform.consumer import DeadLetters, EventConsumer, Handler
+from tsunagu_platform.consumer import DeadLetters, EventConsumer, Handler, ReceivedEvent
+from tsunagu_platform.crypto import KeyStore, load_master_key
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.kafka import AiokafkaPublisher, FaststreamPublisher, Publisher, ensure_topics, faststream_broker
 from tsunagu_platform.metrics import EVENTS_APPENDED
@@ -34,6 +35,8 @@ from tsunagu_platform.tables import metadata as platform_metadata
 
 log = structlog.get_logger("tsunagu.runtime")
 
+PERSON_ERASED = "tsunagu.intake.PersonErased"
+
 
 @dataclass
 class ServiceRuntime:
@@ -45,6 +48,7 @@ class ServiceRuntime:
     broker: KafkaBroker = field(init=False)
     publisher: Publisher = field(init=False)
     store: EventStore = field(init=False)
+    keys: KeyStore = field(init=False)
     relay: OutboxRelay = field(init=False)
     consumers: list[EventConsumer] = field(default_factory=list, init=False)
     projections: list[ProjectionManager] = field(default_factory=list, init=False)
@@ -65,6 +69,11 @@ class ServiceRuntime:
                 s.kafka_bootstrap_servers, idempotence=s.kafka_idempotence, client_id=f"tsunagu-{s.service}"
             )
         self.store = EventStore(self.engine, topic=self.events_topic)
+        self.keys_engine = create_engine(s.keys_url)
+        master_file = s.var_dir / f"{s.service}-master.key"
+        self.keys = KeyStore(
+            self.keys_engine, lambda: load_master_key(s.keystore_master_key, master_file), keyring=s.service
+        )
         self.relay = OutboxRelay(self.engine, self.publisher, service=s.service)
 
     @property
@@ -111,6 +120,18 @@ class ServiceRuntime:
         self.subscribed_topics.update(topics)
         return consumer
 
+    def erase_keys_on_person_erased(self) -> EventConsumer:
+        """Destroy this service's keys of a person when intake announces the erasure."""
+
+        async def erase(_conn: AsyncConnection, event: ReceivedEvent) -> None:
+            person_id = event.envelope.data.get("person_id")
+            if isinstance(person_id, str):
+                await self.keys.erase(person_id)
+
+        return self.consume(
+            "person-erasure", [events_topic("intake")], erase, handles=[PERSON_ERASED], check_versions=False
+        )
+
     def project(self, projection: Projection) -> ProjectionManager:
         manager = ProjectionManager(self.engine, projection, self.settings.kafka_bootstrap_servers, reg=self.reg)
         self.projections.append(manager)
@@ -126,6 +147,7 @@ class ServiceRuntime:
         async with self.engine.begin() as conn:
             await conn.run_sync(platform_metadata.create_all)
             await conn.run_sync(self.metadata.create_all)
+        await self.keys.migrate()
 
     async def start(self) -> None:
         await self.migrate()
@@ -165,6 +187,7 @@ class ServiceRuntime:
                     await self.publisher.stop()
         await self.engine.dispose()
         await self.reader.dispose()
+        await self.keys_engine.dispose()
         self.started = False
 
     async def readiness(self) -> dict[str, str]:

@@ -42,10 +42,44 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     consumer_batch: int = Field(default=500, ge=1, le=5000)
+    token_signing_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TSUNAGU_TOKEN_SIGNING_KEY", "token_signing_key"),
+        description="HS256 secret for bearer tokens; local runs create var/token-signing.key once.",
+    )
+    keystore_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TSUNAGU_KEYSTORE_URL", "keystore_url"),
+        description="Database of the person keys, kept apart from the events; default var/<service>-keys.db.",
+    )
+    keystore_master_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TSUNAGU_KEYSTORE_MASTER_KEY", "keystore_master_key"),
+        description="Base64 32-byte key wrapping the person keys; local runs create var/<service>-master.key.",
+    )
 
     @property
     def db_url(self) -> str:
         return normalise_url(self.database_url) if self.database_url else default_sqlite_url(self.service, self.var_dir)
+
+    @property
+    def keys_url(self) -> str:
+        if self.keystore_url:
+            return normalise_url(self.keystore_url)
+        return default_sqlite_url(f"{self.service}-keys", self.var_dir)
+
+    def signing_key(self) -> str:
+        """The token signing key; for local runs one file under var/ shared by all services."""
+        if self.token_signing_key:
+            return self.token_signing_key
+        path = self.var_dir / "token-signing.key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     @property
     def source(self) -> str:

@@ -3,6 +3,6 @@
 Importing this package registers every public event type in `tsunagu_events.registry`.
 """
 
-from tsunagu_events.contracts import example
+from tsunagu_events.contracts import agency, common, example, intake, referral, resources
 
-__all__ = ["example"]
+__all__ = ["agency", "common", "example", "intake", "referral", "resources"]
