@@ -1,0 +1,41 @@
+"""Log lines are JSON tied to tenant, correlation, causation, event and stream; personal fields never appear."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+import structlog
+from tsunagu_events import EventEnvelope
+from tsunagu_platform.logging import REDACTED, bound_to, configure_logging
+
+
+def test_log_lines_carry_the_event_context_and_redact_personal_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("intake", "INFO")
+    envelope = EventEnvelope(
+        id="e-1",
+        source="/tsunagu/131121/intake",
+        type="tsunagu.intake.ConsultationReceived",
+        time=datetime(2021, 4, 1, tzinfo=UTC),
+        tenant="131121",
+        streamid="consultation-1",
+        streamversion=1,
+        correlationid="corr-9",
+        causationid="cmd-3",
+        dataversion=1,
+        data={},
+    )
+    with bound_to(envelope):
+        structlog.get_logger("t").info("consultation.received", name="山田太郎", phone="090-1111-2222", count=2)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["tenant"] == "131121"
+    assert line["correlation_id"] == "corr-9"
+    assert line["causation_id"] == "cmd-3"
+    assert line["event_id"] == "e-1"
+    assert line["stream"] == "consultation-1"
+    assert line["service"] == "intake"
+    assert line["name"] == REDACTED
+    assert line["phone"] == REDACTED
+    assert "山田" not in json.dumps(line, ensure_ascii=False)
+    assert line["count"] == 2
