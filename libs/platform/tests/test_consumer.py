@@ -184,3 +184,13 @@ async def test_faststream_subscriber_applies_each_event_once(engine: AsyncEngine
         await test_broker.publish(structured, "t", headers={"content-type": "application/cloudevents+json"})
     assert await read_totals(engine) == {"w1": (3, 3)}
     assert len(dlq_seen) == 1
+
+
+def test_subscriptions_commit_offsets_only_after_processing() -> None:
+    from faststream import AckPolicy
+
+    broker = KafkaBroker("localhost:9092")
+    consumer = EventConsumer("t", None, handle_tally, DeadLetters(CapturingPublisher(), "t"))  # type: ignore[arg-type]
+    subscriber = subscribe(broker, consumer, ["t"], group_id="t")
+    assert subscriber.ack_policy == AckPolicy.NACK_ON_ERROR
+    assert subscriber.ack_policy != AckPolicy.ACK_FIRST

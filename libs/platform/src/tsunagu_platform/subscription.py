@@ -50,7 +50,7 @@ def subscribe(
             await asyncio.sleep(failure_pause)
             raise
 
-    return broker.subscriber(
+    subscriber = broker.subscriber(
         *topics,
         batch=True,
         group_id=group_id,
@@ -59,4 +59,6 @@ def subscribe(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw,
         title=f"{consumer.name}",
-    )(on_batch)
+    )
+    subscriber(on_batch)
+    return subscriber
