@@ -70,6 +70,7 @@ class EventRegistry:
     def __init__(self) -> None:
         self._models: dict[tuple[str, int], type[EventPayload]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._latest: dict[str, int] = {}
 
     def event(self, event_type: str, version: int = 1) -> Callable[[type[P]], type[P]]:
         """Class decorator registering a payload model as `event_type` at `version`."""
@@ -81,6 +82,7 @@ class EventRegistry:
             model.event_type = event_type
             model.version = version
             self._models[key] = model
+            self._latest[event_type] = max(version, self._latest.get(event_type, 0))
             return model
 
         return register
@@ -95,10 +97,10 @@ class EventRegistry:
         return register
 
     def latest_version(self, event_type: str) -> int:
-        versions = [v for (t, v) in self._models if t == event_type]
-        if not versions:
-            raise UnknownEventType(f"unknown event type {event_type!r}")
-        return max(versions)
+        try:
+            return self._latest[event_type]
+        except KeyError:
+            raise UnknownEventType(f"unknown event type {event_type!r}") from None
 
     def model(self, event_type: str, version: int | None = None) -> type[EventPayload]:
         resolved = self.latest_version(event_type) if version is None else version
@@ -108,7 +110,7 @@ class EventRegistry:
             raise UnknownEventType(f"unknown version {resolved} of {event_type!r}") from None
 
     def knows(self, event_type: str) -> bool:
-        return any(t == event_type for (t, _) in self._models)
+        return event_type in self._latest
 
     def registrations(self) -> Iterator[Registration]:
         for (event_type, version), model in sorted(self._models.items()):
@@ -129,6 +131,11 @@ class EventRegistry:
 
     def decode_data(self, event_type: str, version: int, data: dict[str, Any]) -> EventPayload:
         """Validate data stored at `version` and return the latest payload model."""
+        if self._latest.get(event_type) == version:  # the common case: no upcasting
+            try:
+                return self._models[(event_type, version)].model_validate(data)
+            except ValidationError as error:
+                raise SchemaViolation(event_type, version, error) from None
         latest, upcast = self.upcast(event_type, version, data)
         model = self._models[(event_type, latest)]
         try:

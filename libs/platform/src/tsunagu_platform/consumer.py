@@ -337,6 +337,10 @@ class EventConsumer:
         Raises only for infrastructure failures (database or broker unreachable), in
         which case nothing was committed and the batch must be redelivered.
         """
+        with structlog.contextvars.bound_contextvars(consumer=self.name):
+            await self._handle_batch(records)
+
+    async def _handle_batch(self, records: Sequence[IncomingRecord]) -> None:
         started = time.perf_counter()
         decoded: list[ReceivedEvent] = []
         rejected: list[Rejected] = []
@@ -386,7 +390,7 @@ class EventConsumer:
         applied = 0
         for event in fresh:
             if self.handles is None or event.envelope.type in self.handles:
-                with bound_to(event.envelope, consumer=self.name):
+                with bound_to(event.envelope):
                     await self.handler(conn, event)
                 applied += 1
         processed_at = now()

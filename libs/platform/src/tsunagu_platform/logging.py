@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -55,6 +56,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_event_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             drop_personal_fields,
@@ -66,6 +68,18 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
+
+
+_current_event: ContextVar[EventEnvelope | None] = ContextVar("tsunagu_current_event", default=None)
+
+
+def add_event_context(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Adds the ids of the event being handled; binding is one ContextVar set per event, so it is cheap."""
+    envelope = _current_event.get()
+    if envelope is not None:
+        for key, value in event_context(envelope).items():
+            event_dict.setdefault(key, value)
+    return event_dict
 
 
 def event_context(envelope: EventEnvelope) -> dict[str, Any]:
@@ -82,6 +96,13 @@ def event_context(envelope: EventEnvelope) -> dict[str, Any]:
 @contextmanager
 def bound_to(envelope: EventEnvelope | None = None, **values: Any) -> Iterator[None]:
     """Bind an event's ids (and any extra values) to every log line inside the block."""
-    context = {**(event_context(envelope) if envelope is not None else {}), **values}
-    with structlog.contextvars.bound_contextvars(**context):
-        yield
+    token = _current_event.set(envelope) if envelope is not None else None
+    try:
+        if values:
+            with structlog.contextvars.bound_contextvars(**values):
+                yield
+        else:
+            yield
+    finally:
+        if token is not None:
+            _current_event.reset(token)
