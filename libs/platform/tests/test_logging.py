@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -11,8 +12,16 @@ from tsunagu_events import EventEnvelope
 from tsunagu_platform.logging import REDACTED, bound_to, configure_logging
 
 
-def test_log_lines_carry_the_event_context_and_redact_personal_fields(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def json_logging() -> Iterator[None]:
     configure_logging("intake", "INFO")
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.mark.usefixtures("json_logging")
+def test_log_lines_carry_the_event_context_and_redact_personal_fields(capsys: pytest.CaptureFixture[str]) -> None:
     envelope = EventEnvelope(
         id="e-1",
         source="/tsunagu/131121/intake",
