@@ -61,8 +61,9 @@ def kubectl() -> str:
     return found
 
 
-def run(args: list[str | os.PathLike[str]], *, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str | os.PathLike[str]], *, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run a tool and capture its output; the caller decides what the exit code means."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

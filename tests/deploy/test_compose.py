@@ -11,8 +11,12 @@ deliberately broken file.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +28,19 @@ MAIN = REPO_ROOT / "docker-compose.yml"
 CLUSTER = REPO_ROOT / "docker-compose.cluster.yml"
 SCHEMA = REPO_ROOT / "deploy" / "schemas" / "compose-spec.json"
 ENV_EXAMPLE = REPO_ROOT / "deploy" / "compose" / "env.example"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what a containerised service must bind, not a binding made here
 
 VARIANTS = {"single-broker": [MAIN], "three-brokers": [MAIN, CLUSTER]}
 APP_SERVICES = {"intake": 8001, "referral": 8002, "resources": 8003, "reporting": 8004}
-CONTRACT_ENV = ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_IDEMPOTENCE", "TSUNAGU_TENANT",
-                "TSUNAGU_TOKEN_SIGNING_KEY", "LOG_LEVEL", "PORT")
+CONTRACT_ENV = (
+    "DATABASE_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_IDEMPOTENCE",
+    "TSUNAGU_TENANT",
+    "TSUNAGU_TOKEN_SIGNING_KEY",
+    "LOG_LEVEL",
+    "PORT",
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +111,12 @@ def compose_problems(model: dict[str, Any]) -> list[str]:
                 test = check.get("test") or []
                 if check.get("disable") or not test or test[0] == "NONE":
                     problems.append(f"{name}: waits for {dep} to be healthy, but {dep} has no healthcheck")
-            elif condition == "service_completed_successfully":
-                if target.get("restart") not in (None, "no"):
-                    problems.append(f"{name}: waits for one-shot {dep} to complete, but {dep} restarts")
+            elif condition == "service_completed_successfully" and target.get("restart") not in (None, "no"):
+                problems.append(f"{name}: waits for one-shot {dep} to complete, but {dep} restarts")
 
         build = svc.get("build")
+        if build and svc.get("pull_policy") != "build":
+            problems.append(f"{name}: an image built here must have pull_policy: build (else `pull` asks Docker Hub)")
         if build:
             context = Path(build["context"])
             dockerfile = context / build.get("dockerfile", "Dockerfile")
@@ -120,6 +133,18 @@ def compose_problems(model: dict[str, Any]) -> list[str]:
             if volume.get("type") == "bind" and not Path(volume["source"]).exists():
                 problems.append(f"{name}: bind mount source {volume['source']} does not exist")
 
+    # `docker compose up --wait` treats a one-shot container's exit as success only when a long-running
+    # service waits for it with service_completed_successfully.
+    adopted = {
+        dep
+        for svc in services.values()
+        for dep, spec in (svc.get("depends_on") or {}).items()
+        if spec.get("condition") == "service_completed_successfully"
+    }
+    for name, svc in services.items():
+        if svc.get("restart") == "no" and name not in adopted:
+            problems.append(f"{name}: one-shot job no service waits for (`up --wait` would fail)")
+
     # The four services: contract environment, health-gated start, their own migration first.
     for name, port in APP_SERVICES.items():
         svc = services.get(name)
@@ -132,7 +157,7 @@ def compose_problems(model: dict[str, Any]) -> list[str]:
                 problems.append(f"{name}: environment lacks {key}")
         if env.get("KAFKA_IDEMPOTENCE") != "true":
             problems.append(f"{name}: KAFKA_IDEMPOTENCE must be 'true'")
-        if env.get("HOST") != "0.0.0.0":
+        if env.get("HOST") != ALL_INTERFACES:
             problems.append(f"{name}: HOST must be 0.0.0.0 (the services bind 127.0.0.1 by default)")
         if env.get("PORT") != str(port):
             problems.append(f"{name}: PORT must be {port}")
@@ -193,8 +218,11 @@ def compose_problems(model: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: auto topic creation must be off")
         if env.get("KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE") != "false":
             problems.append(f"{name}: unclean leader election must be off")
-        for key in ("KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-                    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
+        for key in (
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        ):
             if env.get(key) != expected_rf:
                 problems.append(f"{name}: {key} must be {expected_rf} with {n} broker(s), is {env.get(key)}")
         for key in ("KAFKA_MIN_INSYNC_REPLICAS", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
@@ -271,8 +299,11 @@ def test_every_required_variable_is_in_env_example() -> None:
     required = set()
     for f in (MAIN, CLUSTER):
         required |= set(re.findall(r"\$\{([A-Z0-9_]+):\?", f.read_text()))
-    documented = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines()
-                  if line and not line.startswith("#") and "=" in line}
+    documented = {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#") and "=" in line
+    }
     assert required, "the compose files require no variable: the secrets would have silent defaults"
     assert required <= documented, f"missing from {ENV_EXAMPLE.name}: {sorted(required - documented)}"
 
@@ -335,3 +366,95 @@ def test_postgres_init_script_creates_one_database_per_service() -> None:
     assert created == ["intake", "referral", "resources", "reporting", "keystore"]
     # Shell syntax only; it runs for real inside the postgres image.
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+
+
+def _postgres_bindir() -> Path | None:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    found = shutil.which("initdb")
+    if found:
+        candidates.insert(0, Path(found).resolve().parent)
+    return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
+
+
+def test_postgres_init_script_really_isolates_the_databases() -> None:
+    """Run the init script against a throwaway PostgreSQL server, as the postgres image would."""
+    bindir = _postgres_bindir()
+    psql = shutil.which("psql")
+    if bindir is None or psql is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) or psql are not installed here")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        runuser = shutil.which("runuser")
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            runuser = None
+        if runuser is None:
+            pytest.skip("running as root without a `postgres` user and runuser to start a server as")
+        as_user = [runuser, "-u", "postgres", "--"]
+    # Not under pytest's tmp_path: its parents are private to the test user, and the server may run as
+    # `postgres`. A short path also keeps the socket under the 107-byte limit.
+    root = Path(tempfile.mkdtemp(prefix="tsunagu-pg-"))
+    sock = root / "sock"
+    sock.mkdir()
+    script = root / "init.sh"
+    shutil.copy(REPO_ROOT / "deploy" / "compose" / "postgres-init" / "10-tsunagu-databases.sh", script)
+    if as_user:
+        for path in [root, sock, script]:
+            shutil.chown(path, "postgres")
+    port = "55439"
+    env = {**os.environ, "PGHOST": str(sock), "PGPORT": port, "POSTGRES_USER": "postgres"}
+    passwords = {
+        "INTAKE_DB_PASSWORD": "a",
+        "REFERRAL_DB_PASSWORD": "b",
+        "RESOURCES_DB_PASSWORD": "c",
+        "REPORTING_DB_PASSWORD": "it's",
+        "KEYSTORE_DB_PASSWORD": "e",
+    }
+
+    def run(*args: str, user: list[str] = as_user, extra: dict[str, str] | None = None):
+        return subprocess.run(
+            [*user, *args],
+            env={**env, **(extra or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=root,
+        )
+
+    try:
+        initdb = run(str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust")
+        assert initdb.returncode == 0, initdb.stderr
+        start = run(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(root / "data"),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {sock} -c listen_addresses=''",
+            "start",
+        )
+        assert start.returncode == 0, start.stderr
+        init = run("bash", str(script), extra=passwords)
+        assert init.returncode == 0, init.stderr
+
+        def query(user: str, db: str, sql: str):
+            return run(psql, "-U", user, "-d", db, "-tAc", sql, user=[])
+
+        owners = query("postgres", "postgres", "select datname || '=' || pg_get_userbyid(datdba) from pg_database")
+        for db in ("intake", "referral", "resources", "reporting", "keystore"):
+            assert f"{db}={db}" in owners.stdout.split()
+        assert query("intake", "intake", "create table t (x int)").returncode == 0
+        denied = query("intake", "referral", "select 1")
+        assert denied.returncode != 0
+        assert "CONNECT privilege" in denied.stderr
+        # A missing password stops the script instead of creating a role without one.
+        again = run("bash", str(script), extra={**passwords, "INTAKE_DB_PASSWORD": ""})
+        assert again.returncode != 0
+        assert "no password for database 'intake'" in again.stderr
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)

@@ -152,12 +152,14 @@ class ServiceRuntime:
     async def start(self) -> None:
         await self.migrate()
         if self.settings.broker_mode == "kafka":
-            await ensure_topics(
-                self.settings.kafka_bootstrap_servers,
-                self.owned_topics(),
-                partitions=self.settings.topic_partitions,
-                config={"retention.ms": "-1"},
-            )
+            if self.settings.create_topics:
+                await ensure_topics(
+                    self.settings.kafka_bootstrap_servers,
+                    self.owned_topics(),
+                    partitions=self.settings.topic_partitions,
+                    replication_factor=self.settings.topic_replication_factor,
+                    config={"retention.ms": "-1"},
+                )
             assert isinstance(self.publisher, AiokafkaPublisher)
             await self.publisher.start()
             await self.broker.start()

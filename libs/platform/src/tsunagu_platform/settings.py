@@ -40,6 +40,14 @@ class ServiceSettings(BaseSettings):
     topic_partitions: int = Field(
         default=3, ge=1, validation_alias=AliasChoices("TSUNAGU_TOPIC_PARTITIONS", "topic_partitions")
     )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, validation_alias=AliasChoices("TSUNAGU_TOPIC_REPLICATION_FACTOR", "topic_replication_factor")
+    )
+    create_topics: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("TSUNAGU_CREATE_TOPICS", "create_topics"),
+        description="Create missing topics at start-up (embedded runs); off where operators own the topics.",
+    )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     consumer_batch: int = Field(default=500, ge=1, le=5000)
     token_signing_key: str | None = Field(
