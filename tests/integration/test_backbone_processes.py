@@ -31,8 +31,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate(engine)
+    """The test's own view of the database: a reader (on SQLite it never waits for the processes' writes)."""
+    writer = create_engine(database_url)
+    await migrate(writer)
+    await writer.dispose()
+    engine = create_engine(database_url, for_writes=False)
     yield engine
     await engine.dispose()
 
