@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from tsunagu_events.topics import retention_ms
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S = REPO_ROOT / "deploy" / "k8s"
@@ -442,11 +443,14 @@ def manifest_problems(docs: list[dict[str, Any]], overlay: str) -> list[str]:
             problems.append(f"KafkaTopic/{name}: {replicas} replicas on {brokers} broker(s)")
         if isr > replicas or (replicas >= 3 and isr < 2):
             problems.append(f"KafkaTopic/{name}: min.insync.replicas {isr} with {replicas} replicas")
-        if not name.endswith(".dlq"):
-            if int(cfg.get("retention.ms", 0)) != -1:
-                problems.append(f"KafkaTopic/{name}: events are the replayable history; retention.ms must be -1")
-            if cfg.get("cleanup.policy", "delete") != "delete":
-                problems.append(f"KafkaTopic/{name}: must not be compacted")
+        topic_name = spec.get("topicName", name)
+        if int(cfg.get("retention.ms", 0)) != retention_ms(topic_name):
+            problems.append(
+                f"KafkaTopic/{name}: retention.ms must be {retention_ms(topic_name)} "
+                "(tsunagu_events.topics.retention_ms; events are the replayable history)"
+            )
+        if not name.endswith(".dlq") and cfg.get("cleanup.policy", "delete") != "delete":
+            problems.append(f"KafkaTopic/{name}: must not be compacted")
 
     # KEDA: targets exist, consumers never outnumber partitions, one bootstrap address.
     for name, so in scaled.items():

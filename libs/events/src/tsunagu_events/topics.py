@@ -20,3 +20,20 @@ INTAKE_INBOUND = "tsunagu.intake.inbound"
 
 EXAMPLE_TOPIC = "tsunagu.example.events"
 """Topic of the tiny example the backbone's own tests exercise."""
+
+
+DAY_MS = 24 * 3600 * 1000
+INBOUND_RETENTION_MS = 7 * DAY_MS
+"""Agency systems send personal data in plain text; intake seals it on arrival, so the inbound topic
+keeps it only for a week (long enough to recover from an outage), where erasure cannot reach it."""
+DLQ_RETENTION_MS = 90 * DAY_MS
+"""Dead letters may hold an agency's plain-text personal data too: replay or resolve them within 90 days."""
+
+
+def retention_ms(topic: str) -> int:
+    """Event topics are the replayable history and keep everything (-1); inbound and DLQs do not."""
+    if topic.endswith(".dlq"):
+        return DLQ_RETENTION_MS
+    if topic == INTAKE_INBOUND:
+        return INBOUND_RETENTION_MS
+    return -1

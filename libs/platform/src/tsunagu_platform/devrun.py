@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap = broker.bootstrap_servers
         print(f"broker: embedded Tansu on {bootstrap} (topics in memory; history republished from ./var)")
         republish_history(var_dir)
-    asyncio.run(ensure_topics(bootstrap, all_topics(), partitions=3, config={"retention.ms": "-1"}))
+    asyncio.run(ensure_topics(bootstrap, all_topics(), partitions=3))
 
     busy = [f"{s}:{p}" for s, p in PORTS.items() if not port_free(p)]
     if busy:

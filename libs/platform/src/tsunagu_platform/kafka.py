@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from tsunagu_events.topics import retention_ms
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,10 @@ async def ensure_topics(
     replication_factor: int = 1,
     config: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create missing topics; returns the ones created. Safe to run any number of times."""
+    """Create missing topics, each with its retention (see `topics.retention_ms`); returns the ones created.
+
+    Safe to run any number of times.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
@@ -113,15 +117,17 @@ async def ensure_topics(
         wanted = [t for t in dict.fromkeys(topics) if t not in existing]
         if not wanted:
             return []
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        t, num_partitions=partitions, replication_factor=replication_factor, topic_configs=config or {}
-                    )
-                    for t in wanted
-                ]
+        new_topics = [
+            NewTopic(
+                t,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                topic_configs={"retention.ms": str(retention_ms(t)), **(config or {})},
             )
+            for t in wanted
+        ]
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(new_topics)
         return wanted
     finally:
         await admin.close()

@@ -52,9 +52,7 @@ async def cmd_topics(args: argparse.Namespace) -> int:
         all_topics(),
         partitions=args.partitions,
         replication_factor=args.replication_factor,
-        config={"retention.ms": "-1", "min.insync.replicas": str(args.min_insync_replicas)}
-        if args.replication_factor > 1
-        else {"retention.ms": "-1"},
+        config={"min.insync.replicas": str(args.min_insync_replicas)} if args.replication_factor > 1 else None,
     )
     for topic in all_topics():
         print(f"{'created' if topic in created else 'exists '} {topic}")

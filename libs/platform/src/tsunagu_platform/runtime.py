@@ -158,7 +158,6 @@ class ServiceRuntime:
                     self.owned_topics(),
                     partitions=self.settings.topic_partitions,
                     replication_factor=self.settings.topic_replication_factor,
-                    config={"retention.ms": "-1"},
                 )
             assert isinstance(self.publisher, AiokafkaPublisher)
             await self.publisher.start()

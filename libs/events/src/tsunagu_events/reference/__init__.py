@@ -9,7 +9,7 @@ clear error rather than a new row, and every label exists in Japanese and Englis
 from __future__ import annotations
 
 import os
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -121,7 +121,7 @@ class Ward(BaseModel):
         return out
 
     def agency(self, agency_id: str) -> Agency | None:
-        return self._agency_index().get(agency_id)
+        return self._agency_index.get(agency_id)
 
     def district(self, district_id: str) -> District | None:
         return next((d for d in self.districts if d.id == district_id), None)
@@ -132,7 +132,9 @@ class Ward(BaseModel):
     def window_type(self, type_id: str) -> WindowType | None:
         return next((t for t in self.window_types if t.id == type_id), None)
 
+    @cached_property
     def _agency_index(self) -> dict[str, Agency]:
+        # Frozen model: computed once per loaded ward.
         return {a.id: a for a in self.agencies()}
 
 
