@@ -1,1 +1,1 @@
-"""The intake domain: pure aggregates, commands and events; no infrastructure imports."""
+"""The intake domain, pure: consultations, persons (with consent), households and companion-support cases."""

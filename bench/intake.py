@@ -1,0 +1,245 @@
+"""Intake: consultations per second on the embedded default (SQLite file, Tansu broker).
+
+Figures, each with a baseline measured in the same run:
+
+- http: `POST /consultations` through the whole HTTP edge in process (httpx ASGI
+  transport: token check, validation, sealing the summary, loading the stream,
+  deciding, appending event + outbox + read-model row in one transaction), from
+  CONCURRENCY client tasks; no network socket, so it is the service's ceiling,
+  not uvicorn's;
+- inbound_consumer: `ConsultationReported` records handed to the inbound
+  consumer in batches of 500 (decode, inbox, seal, decide, append — one
+  transaction per batch), no broker in between;
+- inbound_topic: the same records produced to `tsunagu.intake.inbound` on a real
+  Tansu broker and consumed by the running service (faststream subscriber, relay
+  publishing the results meanwhile): records applied per second of batch
+  processing (the consumer's batch-seconds histogram), and the wall clock from
+  starting the service to the first and to the last record applied (both include
+  the consumer-group joins, seconds each on Tansu);
+- baseline: `EventStore.append` of a ready-made `ConsultationReceived` to a new
+  stream, one transaction each (the store's floor: no HTTP, no sealing, no domain).
+
+    python -m bench.run --only intake
+    BENCH_CONSULTATIONS=500 python -m bench.run --only intake   # quick
+
+Targets: ≥ 1,000/s over HTTP, ≥ 5,000/s from the inbound topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+from tsunagu_events import EventEnvelope, to_kafka
+from tsunagu_events.contracts.intake import ConsultationReceived
+from tsunagu_events.topics import INTAKE_INBOUND, dlq_topic
+from tsunagu_intake.app import create_app
+from tsunagu_intake.settings import IntakeSettings
+from tsunagu_intake.tables import consultations
+from tsunagu_platform.auth import Role, mint
+from tsunagu_platform.consumer import EventConsumer, IncomingRecord
+from tsunagu_platform.kafka import ensure_topics
+from tsunagu_platform.store import EventContext, NewEvent
+from tsunagu_platform.tansu import TansuBroker
+
+N = int(os.environ.get("BENCH_CONSULTATIONS", "2000"))
+CONCURRENCY = 16
+BATCH = 500
+KEY = "bench-intake-signing-key-0123456789abcdef"
+WINDOW = "ikejiri.comprehensive_support_center"
+HTTP_TARGET, INBOUND_TARGET = 1000.0, 5000.0
+
+
+def _body(i: int) -> dict[str, Any]:
+    return {
+        "window_id": WINDOW,
+        "received_at": "2026-06-01T09:30:00+09:00",
+        "channel": "phone",
+        "consulted_by": "family",
+        "categories": ["elderly_care", "withdrawal"] if i % 2 else ["poverty"],
+        "outcome": "continued_support",
+        "summary": f"相談内容 {i}",
+    }
+
+
+def _reported(i: int) -> EventEnvelope:
+    return EventEnvelope(
+        id=str(uuid.uuid4()),
+        source="/agency/bench",
+        type="tsunagu.agency.ConsultationReported",
+        time=datetime.now(UTC),
+        tenant="131121",
+        data=_body(i),
+    )
+
+
+def _settings(var: Path, **extra: Any) -> IntakeSettings:
+    return IntakeSettings(var_dir=var, token_signing_key=KEY, log_level="WARNING", **extra)
+
+
+async def _count(app: Any) -> int:
+    async with app.state.runtime.engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(consultations)) or 0)
+
+
+async def _http(var: Path) -> float:
+    app = create_app(_settings(var, broker_mode="memory"))
+    runtime = app.state.runtime
+    await runtime.migrate()  # no relay: the write path only
+    headers = {"Authorization": f"Bearer {mint(KEY, tenant='131121', agency=WINDOW, role=Role.STAFF, staff='b')}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        for i in range(20):  # warm-up
+            (await client.post("/consultations", json=_body(i), headers=headers)).raise_for_status()
+        queue = iter(range(N))
+
+        async def worker() -> None:
+            for i in queue:
+                (await client.post("/consultations", json=_body(i), headers=headers)).raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+    assert await _count(app) == N + 20
+    await runtime.stop()
+    return N / elapsed
+
+
+async def _baseline(var: Path) -> float:
+    app = create_app(_settings(var, broker_mode="memory"))
+    runtime = app.state.runtime
+    await runtime.migrate()
+    context = EventContext(tenant="131121", source="/tsunagu/131121/intake")
+    payload = ConsultationReceived(
+        consultation_id="c",
+        window_id=WINDOW,
+        window_type="comprehensive_support_center",
+        district_id="ikejiri",
+        area_id="setagaya",
+        received_at=datetime.now(UTC),
+        fiscal_year=2026,
+        channel="phone",
+        consulted_by="family",
+        categories=["poverty"],
+        expanded=True,
+        compound_need=False,
+        outcome="continued_support",
+    )
+    started = time.perf_counter()
+    for i in range(N):
+        await runtime.store.append(f"consultation-{i}", 0, [NewEvent(payload)], context)
+    elapsed = time.perf_counter() - started
+    await runtime.stop()
+    return N / elapsed
+
+
+async def _inbound_consumer(var: Path) -> float:
+    app = create_app(_settings(var, broker_mode="memory"))
+    runtime = app.state.runtime
+    await runtime.migrate()
+    consumer: EventConsumer = next(c for c in runtime.consumers if c.name == "intake.agency-inbound")
+    records = []
+    for i in range(N):
+        _key, headers, value = to_kafka(_reported(i))
+        records.append(IncomingRecord(INTAKE_INBOUND, 0, i, None, value, tuple(headers)))
+    started = time.perf_counter()
+    for start in range(0, N, BATCH):
+        await consumer.handle_batch(records[start : start + BATCH])
+    elapsed = time.perf_counter() - started
+    assert await _count(app) == N
+    await runtime.stop()
+    return N / elapsed
+
+
+async def _inbound_topic(var: Path, bootstrap: str) -> dict[str, float]:
+    await ensure_topics(bootstrap, [INTAKE_INBOUND, dlq_topic(INTAKE_INBOUND)], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for i in range(N):
+            _key, headers, value = to_kafka(_reported(i))
+            await producer.send(INTAKE_INBOUND, value, headers=headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    app = create_app(_settings(var, kafka_bootstrap_servers=bootstrap, topic_partitions=1))
+    runtime = app.state.runtime
+    busy_before = _batch_seconds()
+    started = time.perf_counter()
+    await runtime.start()
+    try:
+        first = await _until(lambda n: n > 0, app, timeout=120)
+        last = await _until(lambda n: n >= N, app, timeout=300)
+        done = await _count(app)
+    finally:
+        await runtime.stop()
+    busy = _batch_seconds() - busy_before
+    return {
+        "per_second": round(done / busy) if busy else 0,
+        "start_to_first_applied_s": round(first - started, 1),
+        "start_to_all_applied_s": round(last - started, 1),
+        "applied": done,
+    }
+
+
+def _batch_seconds() -> float:
+    value = REGISTRY.get_sample_value("tsunagu_consumer_batch_seconds_sum", {"consumer": "intake.agency-inbound"})
+    return float(value or 0.0)
+
+
+async def _until(check: Callable[[int], bool], app: Any, timeout: float) -> float:
+    """The moment the consultation count first satisfies `check` (polled every 5 ms)."""
+    deadline = time.perf_counter() + timeout
+    count = await _count(app)
+    while not check(count) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.005)
+        count = await _count(app)
+    return time.perf_counter()
+
+
+async def _all() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tsunagu-bench-intake-") as folder:
+        root = Path(folder)
+        baseline = await _baseline(root / "baseline")
+        http = await _http(root / "http")
+        consumer = await _inbound_consumer(root / "consumer")
+        with TansuBroker() as broker:
+            topic = await _inbound_topic(root / "topic", broker.bootstrap_servers)
+    return {
+        "consultations": N,
+        "baseline_store_append_per_s": round(baseline),
+        "http_per_s": round(http),
+        "http_concurrency": CONCURRENCY,
+        "inbound_consumer_per_s": round(consumer),
+        "inbound_topic_per_s": topic["per_second"],
+        "inbound_topic_start_to_first_applied_s": topic["start_to_first_applied_s"],
+        "inbound_topic_start_to_all_applied_s": topic["start_to_all_applied_s"],
+        "http_target_met": http >= HTTP_TARGET,
+        "inbound_target_met": topic["per_second"] >= INBOUND_TARGET,
+    }
+
+
+def main() -> dict[str, Any]:
+    logging.getLogger().setLevel(logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    result = asyncio.run(_all())
+    for name, value in result.items():
+        print(f"  {name:32} {value}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
