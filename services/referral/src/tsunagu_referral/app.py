@@ -2,20 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
+from tsunagu_events.reference import ward_for
+from tsunagu_events.topics import events_topic
+from tsunagu_platform.auth import principal_dependency
 from tsunagu_platform.http import service_app
 from tsunagu_platform.runtime import ServiceRuntime
 
+from tsunagu_referral import consent_view
+from tsunagu_referral.api import build_router, install_domain_errors, principal_of
+from tsunagu_referral.clock import Clock, offset_clock
+from tsunagu_referral.directory import Directory
+from tsunagu_referral.meetings import MeetingService
+from tsunagu_referral.overdue import run_every
+from tsunagu_referral.referrals import ReferralService
 from tsunagu_referral.settings import ReferralSettings
+from tsunagu_referral.tables import metadata
 
 TITLE = "Tsunagu つなぎ・会議 (Referral)"
 
 
-def create_app(settings: ReferralSettings | None = None) -> FastAPI:
+def create_app(settings: ReferralSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     settings = settings or ReferralSettings()
-    runtime = ServiceRuntime(settings)
-    return service_app(
+    clock = clock or offset_clock(settings.clock_offset_days)
+    runtime = ServiceRuntime(settings, metadata)
+    ward = Directory(ward_for(settings.tenant))
+    referrals = ReferralService(runtime, ward, clock)
+    meetings = MeetingService(runtime, ward, clock)
+    runtime.consume(
+        "consent-view", [events_topic("intake")], consent_view.apply_intake_event, handles=consent_view.HANDLES
+    )
+    runtime.erase_keys_on_person_erased()
+    router = build_router(
+        settings_principal=principal_of(principal_dependency(settings)),
+        referrals_service=referrals,
+        meetings_service=meetings,
+        ward=ward,
+    )
+    app = service_app(
         runtime,
         title=TITLE,
-        description="Closed-loop referrals between agencies and the coordination meetings.",
+        description="Closed-loop referrals between agencies and the coordination meetings "
+        "(四者連携会議, 支援会議, 重層的支援会議).",
+        routers=[router],
     )
+    install_domain_errors(app)
+    app.state.referrals = referrals
+    app.state.meetings = meetings
+    platform_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: FastAPI) -> AsyncIterator[None]:
+        async with platform_lifespan(application):
+            stop = asyncio.Event()
+            task = None
+            if settings.overdue_interval_seconds > 0:
+                task = asyncio.create_task(run_every(referrals, settings.overdue_interval_seconds, stop))
+            try:
+                yield
+            finally:
+                stop.set()
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    app.router.lifespan_context = lifespan
+    return app

@@ -1,0 +1,104 @@
+"""The referral service's read models, written in the same transaction as the events.
+
+`consents` is the consent view built from intake's events; the others answer the
+inboxes and lists without replaying streams. Streams stay the truth: every command
+decides on the aggregate loaded from the store, never on these rows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Date, DateTime, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+consents = Table(
+    "referral_consents",
+    metadata,
+    Column("consent_id", String(128), primary_key=True),
+    Column("person_id", String(128), nullable=False, index=True),
+    Column("scope", String(32), nullable=False),
+    Column("district_id", String(64)),
+    Column("agency_ids", Text, nullable=False, default="[]"),
+    Column("referral_id", String(128)),
+    Column("expires_on", Date),
+    Column("withdrawn", Boolean, nullable=False, default=False),
+    Column("given_at", DateTime(timezone=True)),
+)
+
+sharing_bases = Table(
+    "referral_sharing_bases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("person_id", String(128), nullable=False, index=True),
+    Column("basis", String(64), nullable=False),
+    Column("meeting_id", String(128)),
+    Column("recorded_at", DateTime(timezone=True)),
+)
+
+erased_persons = Table(
+    "referral_erased_persons",
+    metadata,
+    Column("person_id", String(128), primary_key=True),
+    Column("erased_at", DateTime(timezone=True)),
+)
+
+referrals = Table(
+    "referral_referrals",
+    metadata,
+    Column("referral_id", String(128), primary_key=True),
+    Column("person_id", String(128), nullable=False, index=True),
+    Column("case_id", String(128)),
+    Column("from_agency_id", String(64), nullable=False, index=True),
+    Column("to_agency_id", String(64), nullable=False, index=True),
+    Column("categories", Text, nullable=False),
+    Column("legal_basis", String(64), nullable=False),
+    Column("meeting_id", String(128)),
+    Column("handover_lead", Boolean, nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("due_on", Date, nullable=False, index=True),
+    Column("overdue", Boolean, nullable=False, default=False),
+    Column("outcome", String(32)),
+    Column("decline_reason", String(32)),
+    Column("version", Integer, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+meetings = Table(
+    "referral_meetings",
+    metadata,
+    Column("meeting_id", String(128), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("district_id", String(64)),
+    Column("state", String(16), nullable=False),
+    Column("scheduled_for", DateTime(timezone=True), nullable=False),
+    Column("held_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False),
+)
+
+meeting_agencies = Table(
+    "referral_meeting_agencies",
+    metadata,
+    Column("meeting_id", String(128), primary_key=True),
+    Column("agency_id", String(64), primary_key=True, index=True),
+)
+
+action_items = Table(
+    "referral_action_items",
+    metadata,
+    Column("action_id", String(128), primary_key=True),
+    Column("meeting_id", String(128), nullable=False, index=True),
+    Column("agency_id", String(64), nullable=False, index=True),
+    Column("title", String(200), nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("done_at", DateTime(timezone=True)),
+)
+
+support_plans = Table(
+    "referral_support_plans",
+    metadata,
+    Column("case_id", String(128), primary_key=True),
+    Column("person_id", String(128), nullable=False),
+    Column("decisions", Integer, nullable=False),
+    Column("last_meeting_id", String(128), nullable=False),
+)
