@@ -132,3 +132,12 @@ async def test_deleting_an_event_is_named_by_the_chain_check(engine: AsyncEngine
     broken = await store.verify("s1")
     assert broken is not None
     assert broken.version == 3
+
+
+async def test_a_command_reads_and_appends_on_one_connection(engine: AsyncEngine) -> None:
+    store = EventStore(engine, topic="t")
+    await store.append("s1", 0, tallies(2), CONTEXT)
+    async with engine.begin() as conn:
+        loaded = await store.read("s1", conn=conn)
+        await store.append("s1", len(loaded), tallies(1), CONTEXT, conn=conn)
+    assert [e.streamversion for e in await store.read("s1")] == [1, 2, 3]

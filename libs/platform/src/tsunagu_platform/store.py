@@ -186,15 +186,23 @@ class EventStore:
         *,
         up_to_version: int | None = None,
         as_of: datetime | None = None,
+        conn: AsyncConnection | None = None,
     ) -> list[EventEnvelope]:
-        """A stream in order: whole, up to a version, or as it stood at `as_of` (by recording time)."""
+        """A stream in order: whole, up to a version, or as it stood at `as_of` (by recording time).
+
+        Pass `conn` to read inside the command's own transaction (load, decide, append on one connection).
+        """
         query = select(events.c.envelope).where(events.c.stream_id == stream_id)
         if up_to_version is not None:
             query = query.where(events.c.stream_version <= up_to_version)
         if as_of is not None:
             query = query.where(events.c.recorded_at <= as_of)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query.order_by(events.c.stream_version))).scalars().all()
+        query = query.order_by(events.c.stream_version)
+        if conn is not None:
+            rows = (await conn.execute(query)).scalars().all()
+        else:
+            async with self.engine.connect() as own:
+                rows = (await own.execute(query)).scalars().all()
         return [deserialise(text) for text in rows]
 
     async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[tuple[int, EventEnvelope]]:
