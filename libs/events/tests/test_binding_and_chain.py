@@ -136,3 +136,15 @@ def test_forged_event_with_recomputed_hash_breaks_the_next_link() -> None:
     assert broken is not None
     assert broken.version == 3
     assert broken.reason == "prevhash does not match the previous event"
+
+
+def test_binary_mode_from_the_stored_form_equals_binary_mode_from_the_model() -> None:
+    from tsunagu_events.binding import structured_to_kafka
+
+    original = envelope()
+    stored = json.loads(json.dumps(original.to_structured(), sort_keys=True))
+    key, headers, value = structured_to_kafka(stored)
+    expected_key, expected_headers, expected_value = to_kafka(original)
+    assert (key, value) == (expected_key, expected_value)
+    assert dict(headers) == dict(expected_headers)
+    assert len(headers) == len(expected_headers)

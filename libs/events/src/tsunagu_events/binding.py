@@ -11,7 +11,7 @@ decode to the same envelope. Decoding never trusts its input: any failure is an
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,13 +48,18 @@ class DecodedMessage:
 
 def to_kafka(event: EventEnvelope) -> tuple[bytes, list[tuple[str, bytes]], bytes]:
     """Binary mode: (key, headers, value). The key is the stream id so a stream stays in one partition."""
+    return structured_to_kafka(event.to_structured())
+
+
+def structured_to_kafka(structured: Mapping[str, Any]) -> tuple[bytes, list[tuple[str, bytes]], bytes]:
+    """Binary mode from the structured form, as the store keeps it (no re-validation on the relay's hot path)."""
     headers = [("content-type", CONTENT_TYPE_JSON.encode())]
-    for name, value in event.attributes().items():
-        if name == "datacontenttype":
+    for name, value in structured.items():
+        if name in ("data", "datacontenttype"):
             continue
         headers.append((HEADER_PREFIX + name, str(value).encode("utf-8")))
-    value_bytes = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return event.streamid.encode("utf-8"), headers, value_bytes
+    value_bytes = json.dumps(structured["data"], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return str(structured["streamid"]).encode("utf-8"), headers, value_bytes
 
 
 def _header_map(headers: Headers) -> dict[str, str]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tsunagu_events.envelope import EventEnvelope
 
@@ -22,15 +23,24 @@ _UNHASHED = {"prevhash", "chainhash"}
 
 def canonical_form(event: EventEnvelope) -> str:
     """Sorted-key compact JSON of everything but the hashes: the same text on every platform."""
-    body = {k: v for k, v in event.to_structured().items() if k not in _UNHASHED}
+    return canonical_text(event.to_structured())
+
+
+def canonical_text(structured: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in structured.items() if k not in _UNHASHED}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def chain_hash(previous_hash: str, event: EventEnvelope) -> str:
+    return chain_hash_of(previous_hash, event.to_structured())
+
+
+def chain_hash_of(previous_hash: str, structured: Mapping[str, Any]) -> str:
+    """The hash from the structured form, for writers that already built it."""
     digest = hashlib.sha256()
     digest.update(previous_hash.encode("ascii"))
     digest.update(b"\n")
-    digest.update(canonical_form(event).encode("utf-8"))
+    digest.update(canonical_text(structured).encode("utf-8"))
     return digest.hexdigest()
 
 

@@ -37,6 +37,9 @@ def format_time(moment: datetime) -> str:
     return utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_AGENCY_DEFAULTED = frozenset({"streamid", "streamversion", "correlationid", "dataversion"})
+
+
 class Actor(BaseModel):
     """Who caused an event: an agency id and a staff pseudonym, never a real name."""
 
@@ -89,7 +92,7 @@ class EventEnvelope(BaseModel):
     @classmethod
     def _agency_defaults(cls, value: Any) -> Any:
         """Agency systems may leave out what only Tsunagu's own streams need."""
-        if isinstance(value, dict) and "id" in value:
+        if isinstance(value, dict) and "id" in value and not _AGENCY_DEFAULTED.issubset(value):
             value = dict(value)
             value.setdefault("streamid", value.get("subject") or value["id"])
             value.setdefault("streamversion", 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 from collections.abc import Callable
 
 import uvicorn
@@ -28,6 +29,10 @@ def service_main(
     args = parser.parse_args(argv)
     configure_logging(settings.service, settings.log_level)
     app = create_app(settings)
+    # Long-lived process with many short-lived objects per event: freeze what start-up built and
+    # collect less often (measured ~12% less CPU per consumed event, see docs/benchmarks.md).
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     if args.command == "migrate":
         asyncio.run(app.state.runtime.migrate())
         print(f"{settings.service}: tables are up to date")

@@ -45,7 +45,7 @@ from tsunagu_events.topics import dlq_topic
 from tsunagu_platform.kafka import OutgoingMessage, Publisher
 from tsunagu_platform.logging import bound_to
 from tsunagu_platform.metrics import BATCH_SECONDS, CONSUMED, DEAD_LETTERED, HELD
-from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
+from tsunagu_platform.sql import insert_ignoring_duplicates, insert_returning_new, upsert
 from tsunagu_platform.tables import held_events, inbox, stream_positions
 
 log = structlog.get_logger("tsunagu.consumer")
@@ -374,16 +374,8 @@ class EventConsumer:
                 await asyncio.sleep(self.retry_delay * attempt)
 
     async def _apply(self, conn: AsyncConnection, batch: Sequence[ReceivedEvent]) -> None:
-        keys = [self.inbox_key(e.envelope) for e in batch]
-        seen = await self._already_processed(conn, keys)
-        fresh: list[ReceivedEvent] = []
-        duplicates = 0
-        for key, event in zip(keys, batch, strict=True):
-            if key in seen:
-                duplicates += 1
-            else:
-                seen.add(key)
-                fresh.append(event)
+        fresh = await self._claim(conn, batch)
+        duplicates = len(batch) - len(fresh)
         if self.sequencer is not None:
             fresh, replays = await self.sequencer.admit(conn, fresh)
             duplicates += replays
@@ -393,24 +385,31 @@ class EventConsumer:
                 with bound_to(event.envelope):
                     await self.handler(conn, event)
                 applied += 1
-        processed_at = now()
-        await insert_ignoring_duplicates(
-            conn,
-            inbox,
-            [
-                {"consumer": self.name, "event_key": self.inbox_key(e.envelope), "processed_at": processed_at}
-                for e in fresh
-            ],
-        )
         CONSUMED.labels(self.name, "applied").inc(applied)
         if duplicates:
             CONSUMED.labels(self.name, "duplicate").inc(duplicates)
             log.info("consumer.duplicates_ignored", consumer=self.name, count=duplicates)
 
-    async def _already_processed(self, conn: AsyncConnection, keys: Sequence[str]) -> set[str]:
-        if not keys:
-            return set()
-        rows = await conn.execute(
-            select(inbox.c.event_key).where(inbox.c.consumer == self.name, inbox.c.event_key.in_(list(keys)))
-        )
-        return {row[0] for row in rows}
+    async def _claim(self, conn: AsyncConnection, batch: Sequence[ReceivedEvent]) -> list[ReceivedEvent]:
+        """Write the inbox rows first, in this transaction; the rows that were new are the events to apply.
+
+        One INSERT … ON CONFLICT DO NOTHING RETURNING is one index probe per event on both
+        databases (a SELECT … IN (…) of a batch's keys was planned as a scan on PostgreSQL).
+        Events the sequencer then holds keep their inbox row: when released from
+        `held_events` they are applied without another inbox check.
+        """
+        if not batch:
+            return []
+        processed_at = now()
+        rows = [
+            {"consumer": self.name, "event_key": self.inbox_key(e.envelope), "processed_at": processed_at}
+            for e in batch
+        ]
+        new_keys = set(await insert_returning_new(conn, inbox, rows, returning=inbox.c.event_key))
+        fresh: list[ReceivedEvent] = []
+        for row, event in zip(rows, batch, strict=True):
+            key = row["event_key"]
+            if key in new_keys:
+                new_keys.discard(key)  # a key twice in one batch: the first occurrence only
+                fresh.append(event)
+        return fresh

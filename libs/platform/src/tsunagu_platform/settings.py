@@ -49,7 +49,7 @@ class ServiceSettings(BaseSettings):
         description="Create missing topics at start-up (embedded runs); off where operators own the topics.",
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
-    consumer_batch: int = Field(default=500, ge=1, le=5000)
+    consumer_batch: int = Field(default=2000, ge=1, le=5000)
     token_signing_key: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TSUNAGU_TOKEN_SIGNING_KEY", "token_signing_key"),

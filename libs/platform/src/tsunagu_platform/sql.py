@@ -36,3 +36,14 @@ async def insert_ignoring_duplicates(conn: AsyncConnection, table: Table, rows: 
     if not rows:
         return
     await conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows))
+
+
+async def insert_returning_new(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *, returning: Any
+) -> list[Any]:
+    """Insert rows, skipping those whose key exists; returns `returning` of the rows actually inserted."""
+    if not rows:
+        return []
+    statement = _insert(conn, table).values(list(rows)).on_conflict_do_nothing().returning(returning)
+    result = await conn.execute(statement)
+    return [row[0] for row in result]

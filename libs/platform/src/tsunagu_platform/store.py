@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -20,10 +21,9 @@ from tsunagu_events import (
     Actor,
     EventEnvelope,
     EventPayload,
-    chain_hash,
     new_event_id,
 )
-from tsunagu_events.chain import ChainBreak, verify_chain
+from tsunagu_events.chain import ChainBreak, chain_hash_of, verify_chain
 from tsunagu_events.envelope import now
 from tsunagu_events.registry import schema_id
 
@@ -67,7 +67,11 @@ class NewEvent:
 
 
 def serialise(envelope: EventEnvelope) -> str:
-    return json.dumps(envelope.to_structured(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _dump(envelope.to_structured())
+
+
+def _dump(structured: dict[str, Any]) -> str:
+    return json.dumps(structured, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def deserialise(text: str) -> EventEnvelope:
@@ -151,7 +155,9 @@ class EventStore:
                 prevhash=previous,
                 data=payload.to_data(),
             )
-            digest = chain_hash(previous, draft)
+            structured = draft.to_structured()
+            digest = chain_hash_of(previous, structured)
+            structured["chainhash"] = digest
             envelope = draft.model_copy(update={"chainhash": digest})
             previous = digest
             stored.append(envelope)
@@ -167,7 +173,7 @@ class EventStore:
                     "recorded_at": recorded_at,
                     "prev_hash": envelope.prevhash,
                     "chain_hash": digest,
-                    "envelope": serialise(envelope),
+                    "envelope": _dump(structured),
                 }
             )
             outbox_rows.append({"event_id": envelope.id, "topic": self.topic, "created_at": recorded_at, "attempts": 0})
