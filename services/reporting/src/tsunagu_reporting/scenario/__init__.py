@@ -1,0 +1,1 @@
+"""Scenario generator: a fiscal year of ward activity as the services publish it, with known totals."""
