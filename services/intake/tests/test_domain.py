@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import ConsultationCategory as C
 from tsunagu_events.contracts.common import LegalBasis, Sealed
 from tsunagu_events.contracts.intake import (
@@ -36,7 +37,6 @@ from tsunagu_events.contracts.intake import (
     SupportPlanAdopted,
 )
 from tsunagu_events.registry import EventPayload
-from tsunagu_intake.domain.aggregate import Aggregate
 from tsunagu_intake.domain.case import (
     AdoptPlan,
     Case,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.intake import ConsentScope
 from tsunagu_events.contracts.resources import (
     AttendanceRecorded,
@@ -36,7 +37,6 @@ from tsunagu_events.contracts.resources import (
 )
 from tsunagu_events.registry import EventPayload
 from tsunagu_resources.domain import directory, issues, participation, publicity, surveys
-from tsunagu_resources.domain.aggregate import Aggregate
 from tsunagu_resources.domain.errors import ConsentRequired, InvalidCommand, InvalidTransition
 
 REGISTERED = ResourceRegistered(
@@ -57,7 +57,7 @@ def then(aggregate: Aggregate) -> list[EventPayload]:
 
 
 def test_register_emits_registered_with_the_status_and_its_date() -> None:
-    resource = directory.Resource.rehydrate([])
+    resource = directory.Resource.replay([])
     resource.register(
         directory.RegisterResource(
             resource_id="resource-1",
@@ -72,7 +72,7 @@ def test_register_emits_registered_with_the_status_and_its_date() -> None:
 
 
 def test_register_twice_is_refused() -> None:
-    resource = directory.Resource.rehydrate([REGISTERED])
+    resource = directory.Resource.replay([REGISTERED])
     with pytest.raises(InvalidTransition):
         resource.register(
             directory.RegisterResource("resource-1", "ikejiri", ResourceKind.SALON, "a", "b", date(2021, 4, 1))
@@ -80,7 +80,7 @@ def test_register_twice_is_refused() -> None:
 
 
 def test_status_change_carries_district_and_effective_date() -> None:
-    resource = directory.Resource.rehydrate([REGISTERED])
+    resource = directory.Resource.replay([REGISTERED])
     resource.change_status(directory.ChangeResourceStatus(ResourceStatus.TEMPORARILY_CLOSED, date(2021, 8, 1)))
     assert then(resource) == [
         ResourceStatusChanged(
@@ -93,7 +93,7 @@ def test_status_change_carries_district_and_effective_date() -> None:
 
 
 def test_same_status_and_backdated_change_are_refused() -> None:
-    resource = directory.Resource.rehydrate(
+    resource = directory.Resource.replay(
         [
             REGISTERED,
             ResourceStatusChanged(
@@ -111,7 +111,7 @@ def test_same_status_and_backdated_change_are_refused() -> None:
 
 
 def test_a_defunct_resource_cannot_change() -> None:
-    resource = directory.Resource.rehydrate(
+    resource = directory.Resource.replay(
         [
             REGISTERED,
             ResourceStatusChanged(
@@ -135,7 +135,7 @@ def test_a_defunct_resource_cannot_change() -> None:
 
 
 def test_details_change_needs_something_to_change() -> None:
-    resource = directory.Resource.rehydrate([REGISTERED])
+    resource = directory.Resource.replay([REGISTERED])
     with pytest.raises(InvalidCommand):
         resource.change_details(directory.ChangeResourceDetails())
     resource.change_details(directory.ChangeResourceDetails(capacity=15))
@@ -144,7 +144,7 @@ def test_details_change_needs_something_to_change() -> None:
 
 
 def test_identified_carries_the_fiscal_year() -> None:
-    resource = directory.Resource.rehydrate([REGISTERED])
+    resource = directory.Resource.replay([REGISTERED])
     resource.identify(directory.IdentifyResource(date(2022, 3, 31)))
     assert then(resource) == [
         ResourceIdentified(
@@ -174,7 +174,7 @@ def test_status_on_follows_effective_dates_across_changes() -> None:
 
 
 def test_visit_records_findings_once_with_fiscal_year() -> None:
-    visit = surveys.Visit.rehydrate([])
+    visit = surveys.Visit.replay([])
     visit.record(
         surveys.RecordVisit(
             visit_id="visit-1",
@@ -218,7 +218,7 @@ OFFERED = UsablePlaceOffered(
 
 
 def test_place_use_after_offer() -> None:
-    place = surveys.Place.rehydrate([OFFERED])
+    place = surveys.Place.replay([OFFERED])
     place.use(surveys.UsePlace("use-1", "花壇づくり", date(2021, 6, 1), participants=7))
     assert then(place) == [
         PlaceUsed(
@@ -239,7 +239,7 @@ def test_place_use_after_offer() -> None:
 
 def test_a_place_never_offered_cannot_be_used() -> None:
     with pytest.raises(InvalidTransition):
-        surveys.Place.rehydrate([]).use(surveys.UsePlace("use-1", "x", date(2021, 6, 1)))
+        surveys.Place.replay([]).use(surveys.UsePlace("use-1", "x", date(2021, 6, 1)))
 
 
 # ---- issues and initiatives ---------------------------------------------------------------
@@ -262,13 +262,13 @@ def test_issue_id_is_derived_from_the_decision() -> None:
 
 def test_a_meeting_issue_needs_its_decision() -> None:
     with pytest.raises(InvalidCommand):
-        issues.DistrictIssue.rehydrate([]).raise_issue(
+        issues.DistrictIssue.replay([]).raise_issue(
             issues.RaiseDistrictIssue("issue-1", "ikejiri", "t", IssueSource.FOUR_PARTY_MEETING, date(2021, 6, 1))
         )
 
 
 def test_issue_is_taken_up_once() -> None:
-    issue = issues.DistrictIssue.rehydrate([RAISED])
+    issue = issues.DistrictIssue.replay([RAISED])
     issue.take_up(issues.TakeUpIssue(date(2021, 6, 20)))
     assert then(issue) == [
         DistrictIssueTakenUp(issue_id="issue-1", district_id="ikejiri", taken_up_on=date(2021, 6, 20))
@@ -278,10 +278,10 @@ def test_issue_is_taken_up_once() -> None:
 
 
 def test_initiative_needs_a_taken_up_issue_of_its_district() -> None:
-    raised = issues.DistrictIssue.rehydrate([RAISED])
+    raised = issues.DistrictIssue.replay([RAISED])
     with pytest.raises(InvalidTransition):
         issues.check_issue_allows_initiative(raised, "ikejiri")
-    taken = issues.DistrictIssue.rehydrate(
+    taken = issues.DistrictIssue.replay(
         [RAISED, DistrictIssueTakenUp(issue_id="issue-1", district_id="ikejiri", taken_up_on=date(2021, 6, 20))]
     )
     issues.check_issue_allows_initiative(taken, "ikejiri")
@@ -290,7 +290,7 @@ def test_initiative_needs_a_taken_up_issue_of_its_district() -> None:
 
 
 def test_initiative_launch_progress_conclude() -> None:
-    initiative = issues.Initiative.rehydrate([])
+    initiative = issues.Initiative.replay([])
     initiative.launch(
         issues.LaunchInitiative(
             "initiative-1",
@@ -333,7 +333,7 @@ START = participation.StartParticipation("participation-1", PERSON, "resource-1"
 
 def test_participation_without_consent_is_refused_with_reasons_in_both_languages() -> None:
     with pytest.raises(ConsentRequired) as refused:
-        participation.Participation.rehydrate([]).start(START, [], WINDOW)
+        participation.Participation.replay([]).start(START, [], WINDOW)
     assert "同意" in refused.value.message_ja
     assert "consent" in refused.value.message_en
 
@@ -357,7 +357,7 @@ def test_participation_without_consent_is_refused_with_reasons_in_both_languages
 def test_which_consents_allow_participation(
     consent: participation.Consent, requester: participation.Requester, allowed: bool
 ) -> None:
-    aggregate = participation.Participation.rehydrate([])
+    aggregate = participation.Participation.replay([])
     if allowed:
         aggregate.start(START, [consent], requester)
         assert then(aggregate) == [
@@ -379,7 +379,7 @@ def test_which_consents_allow_participation(
 def test_an_erased_person_cannot_start() -> None:
     consent = participation.Consent("c", PERSON, ConsentScope.PARTICIPATION)
     with pytest.raises(ConsentRequired) as refused:
-        participation.Participation.rehydrate([]).start(START, [consent], NPO, erased=True)
+        participation.Participation.replay([]).start(START, [consent], NPO, erased=True)
     assert refused.value.details["reason"] == "person_erased"
 
 
@@ -395,7 +395,7 @@ STARTED = ParticipationStarted(
 
 
 def test_attendance_then_end_with_reason() -> None:
-    p = participation.Participation.rehydrate([STARTED])
+    p = participation.Participation.replay([STARTED])
     p.record_attendance(participation.RecordAttendance(date(2021, 9, 8)))
     p.end(participation.EndParticipation(date(2021, 12, 1), "settled"))
     assert then(p) == [
@@ -409,7 +409,7 @@ def test_attendance_then_end_with_reason() -> None:
 
 
 def test_attendance_rules() -> None:
-    p = participation.Participation.rehydrate(
+    p = participation.Participation.replay(
         [
             STARTED,
             AttendanceRecorded(participation_id="participation-1", person_id=PERSON, attended_on=date(2021, 9, 8)),
@@ -455,7 +455,7 @@ def test_newsletter_issues_are_numbered_and_subscribers_never_negative() -> None
 
 
 def test_training_session_held_once_by_a_known_organiser() -> None:
-    session = publicity.TrainingSession.rehydrate([])
+    session = publicity.TrainingSession.replay([])
     with pytest.raises(InvalidCommand):
         session.hold(publicity.HoldTrainingSession("training-1", "研修", date(2021, 6, 1), 10, "nobody"))
     session.hold(publicity.HoldTrainingSession("training-1", "研修", date(2021, 6, 1), 10, "council"))

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor, EventEnvelope
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import Sealed
 from tsunagu_events.contracts.intake import (
     ApproachChanged,
@@ -46,7 +47,6 @@ from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_platform.store import ConcurrencyConflict, EventContext, NewEvent, deserialise
 from tsunagu_platform.tables import events as events_table
 
-from tsunagu_intake.domain.aggregate import Aggregate
 from tsunagu_intake.domain.consultation import Window
 from tsunagu_intake.domain.errors import DomainError, InvalidReference, UnknownAggregate
 from tsunagu_intake.domain.person import PERSONAL_FIELDS, Person

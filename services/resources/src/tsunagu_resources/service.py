@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import fiscal_year_of
 from tsunagu_events.contracts.resources import IssueSource, ResourceKind, ResourceStatus
 from tsunagu_events.reference import Ward
@@ -27,7 +28,6 @@ from tsunagu_platform.sql import upsert
 from tsunagu_platform.store import ConcurrencyConflict, EventContext, NewEvent
 
 from tsunagu_resources import tables
-from tsunagu_resources.domain.aggregate import Aggregate
 from tsunagu_resources.domain.directory import (
     ChangeResourceDetails,
     ChangeResourceStatus,
@@ -249,7 +249,7 @@ class ResourcesService:
                     if district_id != command.district_id:
                         raise InvalidCommand("資源の地区と一致しません。", "The resource belongs to another district.")
                     check_visit_category(ResourceKind(kind), command.category)
-                visit = Visit.rehydrate([])
+                visit = Visit.replay([])
                 visit.record(command)
                 await self._append(conn, command.visit_id, visit, context)
                 visits.append(visit)

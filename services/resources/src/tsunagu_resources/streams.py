@@ -11,11 +11,10 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import EventRegistry
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.registry import EventPayload
 from tsunagu_platform.store import deserialise
 from tsunagu_platform.tables import events
-
-from tsunagu_resources.domain.aggregate import Aggregate
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -30,4 +29,4 @@ async def read_payloads(conn: AsyncConnection, reg: EventRegistry, stream_id: st
 
 
 async def load(conn: AsyncConnection, reg: EventRegistry, cls: type[A], stream_id: str) -> A:
-    return cls.rehydrate(await read_payloads(conn, reg, stream_id))
+    return cls.replay(await read_payloads(conn, reg, stream_id))

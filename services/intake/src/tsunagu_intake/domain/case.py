@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import Sealed
 from tsunagu_events.contracts.intake import (
     Approach,
@@ -29,7 +30,6 @@ from tsunagu_events.contracts.intake import (
 )
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_intake.domain.aggregate import Aggregate
 from tsunagu_intake.domain.errors import DomainError
 
 CLOSE_REASONS = ("goals_met", "moved_away", "declined_support", "deceased", "transferred", "other")

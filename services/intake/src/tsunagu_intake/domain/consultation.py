@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import ConsultationCategory, Sealed, fiscal_year_of
 from tsunagu_events.contracts.intake import (
     Channel,
@@ -18,7 +19,6 @@ from tsunagu_events.contracts.intake import (
 )
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_intake.domain.aggregate import Aggregate
 from tsunagu_intake.domain.categories import is_compound, is_expanded
 from tsunagu_intake.domain.errors import DomainError
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.intake import HouseholdLinked, HouseholdSituation
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_intake.domain.aggregate import Aggregate
 from tsunagu_intake.domain.errors import DomainError
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import LegalBasis, Sealed
 from tsunagu_events.contracts.intake import (
     ConsentGiven,
@@ -23,7 +24,6 @@ from tsunagu_events.contracts.intake import (
 )
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_intake.domain.aggregate import Aggregate
 from tsunagu_intake.domain.errors import DomainError
 
 PERSONAL_FIELDS = ("name", "kana", "birth_date", "address", "phone")

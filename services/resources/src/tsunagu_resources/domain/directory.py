@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import fiscal_year_of
 from tsunagu_events.contracts.resources import (
     ResourceDetailsChanged,
@@ -24,7 +25,6 @@ from tsunagu_events.contracts.resources import (
 )
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_resources.domain.aggregate import Aggregate
 from tsunagu_resources.domain.errors import InvalidCommand, InvalidTransition
 
 KIND_LABELS_JA = {
@@ -116,7 +116,7 @@ class Resource(Aggregate):
     def register(self, command: RegisterResource) -> None:
         if self.exists:
             raise InvalidTransition("この資源は既に登録されています。", "The resource is already registered.")
-        self._emit(
+        self._trigger(
             ResourceRegistered(
                 resource_id=command.resource_id,
                 district_id=command.district_id,
@@ -137,7 +137,7 @@ class Resource(Aggregate):
         self._must_be_listed()
         if all(getattr(command, name) is None for name in command.__dataclass_fields__):
             raise InvalidCommand("変更する項目がありません。", "Nothing to change.")
-        self._emit(
+        self._trigger(
             ResourceDetailsChanged(
                 resource_id=self.resource_id,
                 service_name=command.service_name,
@@ -159,7 +159,7 @@ class Resource(Aggregate):
                 "効力発生日が現在の状態の開始日より前です。",
                 f"effective_on is before the current status took effect ({self.status_since.isoformat()}).",
             )
-        self._emit(
+        self._trigger(
             ResourceStatusChanged(
                 resource_id=self.resource_id,
                 district_id=self.district_id,
@@ -170,7 +170,7 @@ class Resource(Aggregate):
 
     def verify(self, command: VerifyResource) -> None:
         self._must_exist()
-        self._emit(
+        self._trigger(
             ResourceVerified(
                 resource_id=self.resource_id,
                 verified_on=command.verified_on,
@@ -180,7 +180,7 @@ class Resource(Aggregate):
 
     def identify(self, command: IdentifyResource) -> None:
         self._must_exist()
-        self._emit(
+        self._trigger(
             ResourceIdentified(
                 resource_id=self.resource_id,
                 district_id=self.district_id,

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import ConsultationCategory, fiscal_year_of
 from tsunagu_events.contracts.resources import (
     DistrictIssueRaised,
@@ -25,7 +26,6 @@ from tsunagu_events.contracts.resources import (
 )
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_resources.domain.aggregate import Aggregate
 from tsunagu_resources.domain.errors import InvalidCommand, InvalidTransition
 
 DECISION_NAMESPACE = uuid.UUID("6f1c9a52-3b7e-4d0a-9c55-2f7f1d7b8e01")
@@ -97,7 +97,7 @@ class DistrictIssue(Aggregate):
             raise InvalidCommand(
                 "四者連携会議からの課題には決定IDが必要です。", "An issue from a meeting needs its decision id."
             )
-        self._emit(
+        self._trigger(
             DistrictIssueRaised(
                 issue_id=command.issue_id,
                 district_id=command.district_id,
@@ -122,7 +122,7 @@ class DistrictIssue(Aggregate):
             )
         if command.taken_up_on < self.raised_on:
             raise InvalidCommand("取り上げ日が課題の発生日より前です。", "taken_up_on is before the issue was raised.")
-        self._emit(
+        self._trigger(
             DistrictIssueTakenUp(issue_id=self.issue_id, district_id=self.district_id, taken_up_on=command.taken_up_on)
         )
 
@@ -204,7 +204,7 @@ class Initiative(Aggregate):
     def launch(self, command: LaunchInitiative) -> None:
         if self.exists:
             raise InvalidTransition("この取組みは既に始まっています。", "The initiative is already launched.")
-        self._emit(
+        self._trigger(
             InitiativeLaunched(
                 initiative_id=command.initiative_id,
                 issue_id=command.issue_id,
@@ -221,7 +221,7 @@ class Initiative(Aggregate):
         self._must_be_running()
         if command.on < self.launched_on:
             raise InvalidCommand("日付が取組みの開始日より前です。", "The date is before the initiative was launched.")
-        self._emit(
+        self._trigger(
             InitiativeProgressed(
                 initiative_id=self.initiative_id, note=command.note, participants=command.participants, on=command.on
             )
@@ -231,7 +231,7 @@ class Initiative(Aggregate):
         self._must_be_running()
         if command.concluded_on < self.launched_on:
             raise InvalidCommand("終了日が取組みの開始日より前です。", "concluded_on is before the launch.")
-        self._emit(
+        self._trigger(
             InitiativeConcluded(
                 initiative_id=self.initiative_id, concluded_on=command.concluded_on, outcome=command.outcome
             )

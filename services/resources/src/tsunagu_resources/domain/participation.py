@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import fiscal_year_of
 from tsunagu_events.contracts.intake import ConsentScope
 from tsunagu_events.contracts.resources import AttendanceRecorded, ParticipationEnded, ParticipationStarted
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_resources.domain.aggregate import Aggregate
 from tsunagu_resources.domain.errors import ConsentRequired, InvalidCommand, InvalidTransition
 
 END_REASONS = ("settled", "moved_on", "health", "declined", "consent_withdrawn", "resource_closed", "other")
@@ -137,7 +137,7 @@ class Participation(Aggregate):
                 "(participation, four_windows of your district, or named_agencies naming you).",
                 reason="no_consent",
             )
-        self._emit(
+        self._trigger(
             ParticipationStarted(
                 participation_id=command.participation_id,
                 person_id=command.person_id,
@@ -156,7 +156,7 @@ class Participation(Aggregate):
             raise InvalidCommand("出席日が参加開始日より前です。", "attended_on is before the participation started.")
         if command.attended_on in self.attended:
             raise InvalidTransition("この日の出席は記録済みです。", "Attendance on that day is already recorded.")
-        self._emit(
+        self._trigger(
             AttendanceRecorded(
                 participation_id=self.participation_id, person_id=self.person_id, attended_on=command.attended_on
             )
@@ -168,7 +168,7 @@ class Participation(Aggregate):
             raise InvalidCommand("終了理由が不正です。", f"reason must be one of {', '.join(END_REASONS)}.")
         if command.ended_on < self.started_on:
             raise InvalidCommand("終了日が参加開始日より前です。", "ended_on is before the participation started.")
-        self._emit(
+        self._trigger(
             ParticipationEnded(
                 participation_id=self.participation_id,
                 person_id=self.person_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import fiscal_year_of
 from tsunagu_events.contracts.resources import (
     GroupIntroduced,
@@ -19,7 +20,6 @@ from tsunagu_events.contracts.resources import (
 )
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_resources.domain.aggregate import Aggregate
 from tsunagu_resources.domain.errors import InvalidCommand, InvalidTransition
 
 ORGANISERS = ("council", "metropolis", "ward", "other")
@@ -60,12 +60,12 @@ class Publicity(Aggregate):
 
     @classmethod
     def of(cls, district_id: str, history: list[EventPayload]) -> Publicity:
-        publicity = cls.rehydrate(history)
+        publicity = cls.replay(history)
         publicity.district_id = district_id
         return publicity
 
     def send_issue(self, command: SendNewsletterIssue) -> None:
-        self._emit(
+        self._trigger(
             NewsletterIssueSent(
                 district_id=self.district_id,
                 issue_number=self.issues_sent + 1,
@@ -84,12 +84,12 @@ class Publicity(Aggregate):
                 f"There are only {self.subscribers} subscribers.",
                 subscribers=self.subscribers,
             )
-        self._emit(SubscribersChanged(district_id=self.district_id, delta=command.delta, total=total, on=command.on))
+        self._trigger(SubscribersChanged(district_id=self.district_id, delta=command.delta, total=total, on=command.on))
 
     def introduce_group(self, command: IntroduceGroup) -> None:
         if any(g.group_id == command.group_id for g in self.groups):
             raise InvalidTransition("この団体紹介は既に記録されています。", "This introduction is already recorded.")
-        self._emit(
+        self._trigger(
             GroupIntroduced(
                 district_id=self.district_id,
                 group_id=command.group_id,
@@ -133,7 +133,7 @@ class TrainingSession(Aggregate):
             raise InvalidTransition("この研修は既に記録されています。", "The session is already recorded.")
         if command.organiser not in ORGANISERS:
             raise InvalidCommand("主催者が不正です。", f"organiser must be one of {', '.join(ORGANISERS)}.")
-        self._emit(
+        self._trigger(
             TrainingSessionHeld(
                 session_id=command.session_id,
                 title=command.title,

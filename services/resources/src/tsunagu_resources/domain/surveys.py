@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.contracts.common import fiscal_year_of
 from tsunagu_events.contracts.resources import (
     VISIT_CATEGORY_LABELS_JA,
@@ -21,7 +22,6 @@ from tsunagu_events.contracts.resources import (
 )
 from tsunagu_events.registry import EventPayload
 
-from tsunagu_resources.domain.aggregate import Aggregate
 from tsunagu_resources.domain.errors import InvalidCommand, InvalidTransition
 
 __all__ = ["VISIT_CATEGORY_LABELS_JA"]
@@ -85,7 +85,7 @@ class Visit(Aggregate):
         if self.exists:
             raise InvalidTransition("この訪問は既に記録されています。", "The visit is already recorded.")
         findings = list(dict.fromkeys(command.findings))
-        self._emit(
+        self._trigger(
             ResourceVisited(
                 visit_id=command.visit_id,
                 district_id=command.district_id,
@@ -154,7 +154,7 @@ class Place(Aggregate):
     def offer(self, command: OfferPlace) -> None:
         if self.exists:
             raise InvalidTransition("この場は既に登録されています。", "The place is already offered.")
-        self._emit(
+        self._trigger(
             UsablePlaceOffered(
                 place_id=command.place_id,
                 resource_id=command.resource_id,
@@ -176,7 +176,7 @@ class Place(Aggregate):
             )
         if any(u.use_id == command.use_id for u in self.uses):
             raise InvalidTransition("この活用実績は既に記録されています。", "This use is already recorded.")
-        self._emit(
+        self._trigger(
             PlaceUsed(
                 place_id=self.place_id,
                 use_id=command.use_id,

@@ -1,8 +1,10 @@
-"""What every aggregate shares: state changes only by applying past-tense events.
+"""What every event-sourced aggregate shares: state changes only by applying past-tense events.
 
 A command method checks the rules against the current state and calls `_trigger`,
-which applies the event and queues it; the application appends the queue with the
-version the aggregate was loaded at, so a concurrent writer makes the append fail.
+which applies the event and queues it in `pending`; the application appends the
+queue at the version the aggregate was loaded at (`version`), so a concurrent writer
+makes the append fail instead of overwriting. Pure: services' domain modules build
+on it without importing any infrastructure.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class Aggregate:
 
     @classmethod
     def replay(cls, history: Iterable[EventPayload]) -> Self:
+        """Rebuild the state from the stream's events, oldest first."""
         aggregate = cls()
         for event in history:
             aggregate.apply(event)
@@ -38,5 +41,6 @@ class Aggregate:
         self.pending.append(event)
 
     def collect(self) -> list[EventPayload]:
+        """The new events, handed over once to be appended."""
         events, self.pending = self.pending, []
         return events
