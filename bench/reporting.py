@@ -37,7 +37,6 @@ from tsunagu_platform.projection import ProjectionManager
 from tsunagu_platform.tables import metadata as platform_metadata
 from tsunagu_platform.tansu import TansuBroker
 from tsunagu_reporting import queries
-from tsunagu_reporting.batching import BatchProjectionManager
 from tsunagu_reporting.domain.timeline import fold_case
 from tsunagu_reporting.projections import AnnualFacts, Timelines, source_topics
 from tsunagu_reporting.scenario.generator import SEED_FY2021, Scenario, scaled
@@ -152,7 +151,7 @@ async def run(bootstrap: str, workdir: Path) -> dict[str, Any]:
             ("annual", AnnualFacts(topic_suffix=suffix)),
             ("timelines", Timelines(topic_suffix=suffix)),
         ):
-            manager = BatchProjectionManager(engine, projection, bootstrap)
+            manager = ProjectionManager(engine, projection, bootstrap, max_records=5000)
             done, seconds = await rebuild(engine, manager)
             figures[f"{name}_rebuild_events"] = done
             figures[f"{name}_rebuild_seconds"] = round(seconds, 1)

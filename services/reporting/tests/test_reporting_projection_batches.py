@@ -1,5 +1,4 @@
-"""The batch runner and the backbone's per-event runner (used by `tsunagu-ops projection rebuild`)
-leave the same tables behind."""
+"""Reporting's batch path (`apply_batch`) and the per-event path (`apply`) leave the same tables behind."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from sqlalchemy import select
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.projection import ProjectionManager
 from tsunagu_platform.tables import metadata as platform_metadata
-from tsunagu_reporting.batching import BatchProjectionManager
 from tsunagu_reporting.projections import AnnualFacts, Timelines
 from tsunagu_reporting.scenario.generator import Scenario, YearPlan
 
@@ -46,13 +44,13 @@ async def test_batch_and_per_event_runners_agree(tmp_path: Path) -> None:
     s.case_story(25, datetime(2022, 5, 1, tzinfo=UTC))
     records = records_of(s.writer.out)
     results = []
-    for kind, manager_type in (("batch", BatchProjectionManager), ("single", ProjectionManager)):
+    for kind, batched in (("batch", True), ("single", False)):
         engine = create_engine(f"sqlite:///{tmp_path / kind}.db")
         async with engine.begin() as conn:
             await conn.run_sync(platform_metadata.create_all)
         found = {}
         for projection in (AnnualFacts(), Timelines()):
-            manager = manager_type(engine, projection, "unused:9092")  # type: ignore[arg-type]
+            manager = ProjectionManager(engine, projection, "unused:9092", batched=batched)
             await manager.tables()
             runner = manager.runner(1)
             for i in range(0, len(records), 37):

@@ -132,8 +132,11 @@ class ServiceRuntime:
             "person-erasure", [events_topic("intake")], erase, handles=[PERSON_ERASED], check_versions=False
         )
 
-    def project(self, projection: Projection) -> ProjectionManager:
-        manager = ProjectionManager(self.engine, projection, self.settings.kafka_bootstrap_servers, reg=self.reg)
+    def project(self, projection: Projection, *, max_records: int = 2000) -> ProjectionManager:
+        """Keep a rebuildable read model up to date in this process (see projection.py)."""
+        manager = ProjectionManager(
+            self.engine, projection, self.settings.kafka_bootstrap_servers, reg=self.reg, max_records=max_records
+        )
         self.projections.append(manager)
         self.subscribed_topics.update(projection.topics)
         return manager

@@ -13,10 +13,9 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 from tsunagu_events.envelope import format_time
 from tsunagu_events.reference import Ward, ward_for
 from tsunagu_platform.auth import Principal
-from tsunagu_platform.projection import Progress, ProjectionManager
+from tsunagu_platform.projection import BatchProjection, Progress, ProjectionManager
 from tsunagu_platform.runtime import ServiceRuntime
 
-from tsunagu_reporting.batching import BatchProjection, BatchProjectionManager
 from tsunagu_reporting.projections import AnnualFacts, Timelines, source_topics
 
 reporting_metadata = MetaData()
@@ -36,6 +35,10 @@ timeline_reads = Table(
     Column("entries", Integer, nullable=False),
 )
 """Every timeline read, granted or refused: who, what, when, on what basis."""
+
+
+BATCH = 5000
+"""Records per projection transaction."""
 
 
 @dataclass
@@ -61,14 +64,8 @@ class Reporting:
         self.rebuilds: dict[str, RebuildJob] = {}
 
     def _project(self, projection: BatchProjection) -> ProjectionManager:
-        """Like `runtime.project`, with the batch runner (see batching.py)."""
-        runtime = self.runtime
-        manager = BatchProjectionManager(
-            runtime.engine, projection, runtime.settings.kafka_bootstrap_servers, reg=runtime.reg
-        )
-        runtime.projections.append(manager)
-        runtime.subscribed_topics.update(projection.topics)
-        return manager
+        # Batches of 5,000: reporting's projections write each batch with a few bulk statements.
+        return self.runtime.project(projection, max_records=BATCH)
 
     @property
     def managers(self) -> dict[str, ProjectionManager]:
