@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ class ServiceRuntime:
     projections: list[ProjectionManager] = field(default_factory=list, init=False)
     subscribed_topics: set[str] = field(default_factory=set, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _background: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list, init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     started: bool = field(default=False, init=False)
 
@@ -141,6 +142,10 @@ class ServiceRuntime:
         self.subscribed_topics.update(projection.topics)
         return manager
 
+    def background(self, job: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Run `job(stop)` for the life of the service (e.g. a scheduled clock); `stop` is set on shutdown."""
+        self._background.append(job)
+
     def owned_topics(self) -> list[str]:
         topics = {self.events_topic, *self.subscribed_topics}
         return sorted(topics | {dlq_topic(t) for t in topics})
@@ -168,6 +173,8 @@ class ServiceRuntime:
             for manager in self.projections:
                 self._spawn(manager.follow(self._stop))
         self._spawn(self.relay.run())
+        for job in self._background:
+            self._spawn(job(self._stop))
         self.started = True
         log.info("service.started", port=self.settings.port, topics=self.owned_topics())
 

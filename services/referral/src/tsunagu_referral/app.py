@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 from tsunagu_events.reference import ward_for
 from tsunagu_events.topics import events_topic
@@ -38,6 +33,9 @@ def create_app(settings: ReferralSettings | None = None, *, clock: Clock | None 
         "consent-view", [events_topic("intake")], consent_view.apply_intake_event, handles=consent_view.HANDLES
     )
     runtime.erase_keys_on_person_erased()
+    if settings.overdue_interval_seconds > 0:
+        interval = settings.overdue_interval_seconds
+        runtime.background(lambda stop: run_every(referrals, interval, stop))
     router = build_router(
         settings_principal=principal_of(principal_dependency(settings)),
         referrals_service=referrals,
@@ -54,23 +52,4 @@ def create_app(settings: ReferralSettings | None = None, *, clock: Clock | None 
     install_domain_errors(app)
     app.state.referrals = referrals
     app.state.meetings = meetings
-    platform_lifespan = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: FastAPI) -> AsyncIterator[None]:
-        async with platform_lifespan(application):
-            stop = asyncio.Event()
-            task = None
-            if settings.overdue_interval_seconds > 0:
-                task = asyncio.create_task(run_every(referrals, settings.overdue_interval_seconds, stop))
-            try:
-                yield
-            finally:
-                stop.set()
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-
-    app.router.lifespan_context = lifespan
     return app
