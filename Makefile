@@ -37,7 +37,7 @@ typecheck: $(VENV)/.synced
 	$(BIN)/mypy -p tsunagu_events -p tsunagu_platform -p tsunagu_intake -p tsunagu_referral -p tsunagu_resources -p tsunagu_reporting
 
 unit: $(VENV)/.synced
-	$(BIN)/python -m pytest libs services tests
+	$(BIN)/python -m pytest libs services tests -n 3 --dist loadfile --durations=15
 
 test: lint typecheck unit
 
