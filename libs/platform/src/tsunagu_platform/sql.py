@@ -44,6 +44,8 @@ async def insert_returning_new(
     """Insert rows, skipping those whose key exists; returns `returning` of the rows actually inserted."""
     if not rows:
         return []
-    statement = _insert(conn, table).values(list(rows)).on_conflict_do_nothing().returning(returning)
-    result = await conn.execute(statement)
+    # executemany with RETURNING: SQLAlchemy batches it as "insertmanyvalues" from one cached compiled
+    # statement (a .values([...]) statement would be compiled anew for every batch).
+    statement = _insert(conn, table).on_conflict_do_nothing().returning(returning)
+    result = await conn.execute(statement, list(rows))
     return [row[0] for row in result]
