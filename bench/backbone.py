@@ -39,10 +39,12 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.contracts.example import TallyRecorded
 from tsunagu_events.envelope import now
+from tsunagu_platform.cli import tune_gc
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, IncomingRecord, ReceivedEvent, decode_record
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics, faststream_broker, producer_options
 from tsunagu_platform.relay import OutboxRelay
+from tsunagu_platform.settings import ServiceSettings
 from tsunagu_platform.store import EventContext, EventStore, NewEvent
 from tsunagu_platform.subscription import subscribe
 from tsunagu_platform.tables import events, inbox, outbox
@@ -58,7 +60,7 @@ SUBSCRIBE_REPEATS = int(os.environ.get("BENCH_SUBSCRIBE_REPEATS", "1"))
 """faststream end to end costs a consumer-group join (seconds on Tansu) per run: a cross-check, not repeated."""
 RAW_PER_ROUND = 3  # raw consumption takes a fraction of a second: sample it more often
 PER_APPEND = 100
-CONSUME_BATCH = 500  # subscribe()'s max_records
+CONSUME_BATCH = ServiceSettings.model_fields["consumer_batch"].default  # what services pass to subscribe()
 TENANT = "131121"
 SOURCE = "/tsunagu/131121/bench"
 
@@ -580,6 +582,7 @@ def quiet_logs() -> Iterator[None]:
 
 
 def main() -> dict[str, Any]:
+    tune_gc()  # as in a service process (tsunagu_platform.cli)
     with quiet_logs():
         return asyncio.run(run())
 
