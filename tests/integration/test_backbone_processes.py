@@ -141,6 +141,8 @@ async def test_a_consumer_killed_mid_batch_loses_nothing(
             again.stop()
     finally:
         relay.stop()
+        if slow.popen is not None and slow.popen.poll() is None:
+            slow.kill()  # the condition above failed before the kill: never leave the process behind
 
 
 async def test_garbage_unknown_types_and_schema_violations_land_in_the_dlq_and_the_consumer_goes_on(
