@@ -78,10 +78,9 @@ class References:
 
     def __init__(self, ward: Ward) -> None:
         self.ward = ward
-        self._agencies = {a.id: a for a in ward.agencies()}
 
     def window(self, window_id: str, field: str = "window_id") -> Window:
-        agency = self._agencies.get(window_id)
+        agency = self.ward.agency(window_id)
         if agency is None or agency.kind != "window" or agency.district is None or agency.area is None:
             raise InvalidReference(f"unknown window {window_id!r}", field=field)
         assert agency.window_type is not None
@@ -93,12 +92,12 @@ class References:
         return district_id
 
     def agency(self, agency_id: str, field: str = "agency_id") -> str:
-        if agency_id not in self._agencies:
+        if self.ward.agency(agency_id) is None:
             raise InvalidReference(f"unknown agency {agency_id!r}", field=field)
         return agency_id
 
     def agency_district(self, agency_id: str) -> str | None:
-        agency = self._agencies.get(agency_id)
+        agency = self.ward.agency(agency_id)
         return agency.district if agency else None
 
 

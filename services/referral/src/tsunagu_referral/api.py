@@ -15,13 +15,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import or_, select
 from tsunagu_events.contracts.common import CATEGORY_LABELS_JA, LEGAL_BASIS_LABELS_JA, ConsultationCategory, LegalBasis
 from tsunagu_events.contracts.referral import MeetingKind, ReferralCompleted, ReferralOutcome, ReferralRequested
+from tsunagu_events.reference import Ward
 from tsunagu_platform.auth import Principal, Role
 from tsunagu_platform.crypto import PersonErasedError
 from tsunagu_platform.http import problem
 
 from tsunagu_referral import consent_view
 from tsunagu_referral.clock import today_in_japan
-from tsunagu_referral.directory import Directory
 from tsunagu_referral.domain.errors import DomainError, InvalidCommand, NotFound
 from tsunagu_referral.domain.meeting import KIND_LABELS_JA, Meeting
 from tsunagu_referral.domain.meeting import STATE_LABELS_JA as MEETING_STATE_LABELS_JA
@@ -86,7 +86,7 @@ def build_router(
     settings_principal: Callable[..., Any],
     referrals_service: ReferralService,
     meetings_service: MeetingService,
-    ward: Directory,
+    ward: Ward,
 ) -> APIRouter:
     router = APIRouter()
     Caller = Annotated[Principal, Depends(settings_principal)]  # noqa: N806

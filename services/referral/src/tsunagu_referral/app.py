@@ -12,7 +12,6 @@ from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_referral import consent_view
 from tsunagu_referral.api import build_router, install_domain_errors, principal_of
 from tsunagu_referral.clock import Clock, offset_clock
-from tsunagu_referral.directory import Directory
 from tsunagu_referral.meetings import MeetingService
 from tsunagu_referral.overdue import run_every
 from tsunagu_referral.referrals import ReferralService
@@ -26,7 +25,7 @@ def create_app(settings: ReferralSettings | None = None, *, clock: Clock | None 
     settings = settings or ReferralSettings()
     clock = clock or offset_clock(settings.clock_offset_days)
     runtime = ServiceRuntime(settings, metadata)
-    ward = Directory(ward_for(settings.tenant))
+    ward = ward_for(settings.tenant)
     referrals = ReferralService(runtime, ward, clock)
     meetings = MeetingService(runtime, ward, clock)
     runtime.consume(

@@ -19,13 +19,13 @@ from tsunagu_events.contracts.referral import (
     MeetingScheduled,
     SupportPlanDecided,
 )
+from tsunagu_events.reference import Ward
 from tsunagu_platform.auth import Principal
 from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
 
 from tsunagu_referral import consent_view
 from tsunagu_referral.clock import Clock, today_in_japan
-from tsunagu_referral.directory import Directory
 from tsunagu_referral.domain.consent import has_any_consent
 from tsunagu_referral.domain.errors import NotFound
 from tsunagu_referral.domain.meeting import (
@@ -44,7 +44,7 @@ from tsunagu_referral.tables import action_items, meeting_agencies, meetings, su
 
 
 class MeetingService:
-    def __init__(self, runtime: ServiceRuntime, ward: Directory, clock: Clock) -> None:
+    def __init__(self, runtime: ServiceRuntime, ward: Ward, clock: Clock) -> None:
         self.runtime = runtime
         self.ward = ward
         self.clock = clock

@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import EventPayload
 from tsunagu_events.contracts.common import ConsultationCategory, LegalBasis, Sealed
 from tsunagu_events.contracts.referral import ReferralOutcome
+from tsunagu_events.reference import Ward
 from tsunagu_platform.auth import Principal
 from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_platform.sql import upsert
 
 from tsunagu_referral import consent_view
 from tsunagu_referral.clock import Clock, today_in_japan
-from tsunagu_referral.directory import Directory
 from tsunagu_referral.domain.consent import covering_consent
 from tsunagu_referral.domain.errors import InvalidTransition, NotFound
 from tsunagu_referral.domain.referral import (
@@ -56,7 +56,7 @@ class NewReferral:
 
 
 class ReferralService:
-    def __init__(self, runtime: ServiceRuntime, ward: Directory, clock: Clock) -> None:
+    def __init__(self, runtime: ServiceRuntime, ward: Ward, clock: Clock) -> None:
         self.runtime = runtime
         self.ward = ward
         self.clock = clock

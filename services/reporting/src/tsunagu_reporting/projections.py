@@ -55,7 +55,6 @@ class WardPlaces:
     def __init__(self, ward: Ward) -> None:
         self.ward = ward
         self._district_area = {d.id: d.area for d in ward.districts}
-        self._agencies = {a.id: a for a in ward.agencies()}
         self._windows: dict[str, list[str]] = {}
         for agency in ward.agencies():
             if agency.kind == "window" and agency.district:
@@ -66,7 +65,7 @@ class WardPlaces:
         return self._district_area.get(district, "")
 
     def place_of_agency(self, agency_id: str) -> tuple[str, str]:
-        agency = self._agencies.get(agency_id)
+        agency = self.ward.agency(agency_id)
         if agency is None:
             return "", ""
         return agency.district or "", agency.area or ""
