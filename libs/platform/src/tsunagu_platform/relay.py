@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import structlog
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tsunagu_events.binding import structured_to_kafka
 from tsunagu_events.envelope import now
@@ -107,11 +107,6 @@ class OutboxRelay:
         RELAY_PUBLISHED.labels(self.service).inc(len(rows))
         log.debug("relay.published", count=len(rows), first_row=rows[0][0], last_row=rows[-1][0])
         return len(rows)
-
-    async def pending_count(self) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None)))
-        return int(value or 0)
 
     async def run(self) -> None:
         """Relay until stopped; a broker or database failure is logged and retried with backoff."""

@@ -211,18 +211,6 @@ class EventStore:
                 rows = (await own.execute(query)).scalars().all()
         return [deserialise(text) for text in rows]
 
-    async def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[tuple[int, EventEnvelope]]:
-        """Every stream interleaved in storage order, for republishing and exports."""
-        query = (
-            select(events.c.position, events.c.envelope)
-            .where(events.c.position > after_position)
-            .order_by(events.c.position)
-            .limit(limit)
-        )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [(int(position), deserialise(text)) for position, text in rows]
-
     async def stream_ids(self) -> list[str]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(events.c.stream_id).distinct().order_by(events.c.stream_id))
