@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, select, tuple_
+from sqlalchemy import and_, bindparam, delete, select, tuple_
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import (
@@ -159,6 +159,9 @@ class DeadLetters:
         await self.publisher.publish(messages)
 
 
+_ANY_HELD = select(held_events.c.version).where(held_events.c.consumer == bindparam("consumer")).limit(1)
+
+
 class StreamSequencer:
     """Applies each stream's events in version order for one consumer.
 
@@ -236,6 +239,9 @@ class StreamSequencer:
 
     async def _held(self, conn: AsyncConnection, streams: Collection[str]) -> dict[str, dict[int, ReceivedEvent]]:
         if not streams:
+            return {}
+        # Gaps are rare: one index probe usually spares the IN (…) query over every stream of the batch.
+        if await conn.scalar(_ANY_HELD, {"consumer": self.consumer}) is None:
             return {}
         rows = await conn.execute(
             select(held_events).where(

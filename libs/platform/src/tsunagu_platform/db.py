@@ -14,23 +14,29 @@ from sqlalchemy import BigInteger, Integer, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tsunagu_platform import sqlite_inline
+
 # An auto-incrementing 64-bit key that is SQLite's rowid there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def normalise_url(url: str) -> str:
-    """Accept the URLs operators write (postgresql://, sqlite:///) and pick the async drivers."""
+    """Accept the URLs operators write (postgresql://, sqlite:///) and pick the async drivers.
+
+    Plain `sqlite://` URLs get the in-loop driver (sqlite_inline.py); `sqlite+aiosqlite://`
+    stays as written for anyone who wants the threaded driver.
+    """
     if url.startswith(("postgres://", "postgresql://")):
         return "postgresql+asyncpg://" + url.split("://", 1)[1]
     if url.startswith("postgresql+psycopg://") or url.startswith("postgresql+psycopg2://"):
         return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
-        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return f"sqlite+{sqlite_inline.DRIVER}://" + url.split("://", 1)[1]
     return url
 
 
 def default_sqlite_url(service: str, var_dir: Path | str = "var") -> str:
-    return f"sqlite+aiosqlite:///{Path(var_dir) / f'{service}.db'}"
+    return f"sqlite:///{Path(var_dir) / f'{service}.db'}"
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -49,6 +55,11 @@ def create_engine(url: str, *, for_writes: bool = True, **kwargs: Any) -> AsyncE
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if for_writes:
+            # One writer connection: writers of this process queue on the pool instead of
+            # sleeping in SQLite's busy handler (and, with the in-loop driver, blocking the loop).
+            kwargs.setdefault("pool_size", 1)
+            kwargs.setdefault("max_overflow", 0)
         engine = create_async_engine(url, connect_args={"timeout": 60}, **kwargs)
         _sqlite_pragmas(engine, "BEGIN IMMEDIATE" if for_writes else "BEGIN")
         return engine

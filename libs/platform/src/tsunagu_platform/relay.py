@@ -17,10 +17,11 @@ import os
 import signal
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import structlog
-from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.binding import structured_to_kafka
 from tsunagu_events.envelope import now
 
@@ -63,50 +64,69 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished rows; returns how many were published."""
-        async with self.engine.connect() as conn:
-            if not is_sqlite(self.engine):
+        if is_sqlite(self.engine):
+            # One relay per SQLite file by construction. The connection goes back to the pool
+            # while the broker is awaited: commands (and, under the in-memory test broker,
+            # the consumers it calls inline) need the service's single writer connection.
+            async with self.engine.connect() as conn:
+                rows = await self._pending(conn)
+            if rows:
+                await self._publish(rows)
+                async with self.engine.begin() as conn:
+                    await self._mark(conn, rows)
+        else:
+            async with self.engine.connect() as conn:
                 # Replicas of a service share the database; only one may relay at a time,
                 # or two relays could interleave one stream's events.
                 locked = await conn.scalar(text(f"SELECT pg_try_advisory_lock({_RELAY_LOCK_ID})"))
                 if not locked:
                     return 0
-            try:
-                rows = (
-                    await conn.execute(
-                        select(outbox.c.id, outbox.c.topic, events.c.envelope)
-                        .join(events, events.c.event_id == outbox.c.event_id)
-                        .where(outbox.c.published_at.is_(None))
-                        .order_by(outbox.c.id)
-                        .limit(self.batch_size)
-                    )
-                ).all()
-                await conn.rollback()
-                if not rows:
-                    return 0
-                messages = []
-                for _id, topic, envelope_text in rows:
-                    # The stored text was validated when it was appended (and the hash chain guards it).
-                    key, headers, value = structured_to_kafka(json.loads(envelope_text))
-                    messages.append(OutgoingMessage(topic, key, value, headers))
-                await self.publisher.publish(messages)
-                if os.environ.get(CRASH_HOOK):
-                    log.warning("relay.fault_injected", rows=len(rows))
-                    os.kill(os.getpid(), signal.SIGKILL)
-                ids = [row[0] for row in rows]
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(ids))
-                    .values(published_at=self.clock(), attempts=outbox.c.attempts + 1)
-                )
-                await conn.commit()
-            finally:
-                if not is_sqlite(self.engine):
+                try:
+                    rows = await self._pending(conn)
+                    await conn.rollback()
+                    if rows:
+                        await self._publish(rows)
+                        await self._mark(conn, rows)
+                        await conn.commit()
+                finally:
                     await conn.rollback()
                     await conn.execute(text(f"SELECT pg_advisory_unlock({_RELAY_LOCK_ID})"))
                     await conn.commit()
+        if not rows:
+            return 0
         RELAY_PUBLISHED.labels(self.service).inc(len(rows))
         log.debug("relay.published", count=len(rows), first_row=rows[0][0], last_row=rows[-1][0])
         return len(rows)
+
+    async def _pending(self, conn: AsyncConnection) -> list[Row[Any, Any, Any]]:
+        return list(
+            (
+                await conn.execute(
+                    select(outbox.c.id, outbox.c.topic, events.c.envelope)
+                    .join(events, events.c.event_id == outbox.c.event_id)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+        )
+
+    async def _publish(self, rows: list[Row[Any, Any, Any]]) -> None:
+        messages = []
+        for _id, topic, envelope_text in rows:
+            # The stored text was validated when it was appended (and the hash chain guards it).
+            key, headers, value = structured_to_kafka(json.loads(envelope_text))
+            messages.append(OutgoingMessage(topic, key, value, headers))
+        await self.publisher.publish(messages)
+        if os.environ.get(CRASH_HOOK):
+            log.warning("relay.fault_injected", rows=len(rows))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _mark(self, conn: AsyncConnection, rows: list[Row[Any, Any, Any]]) -> None:
+        ids = [row[0] for row in rows]
+        await conn.execute(
+            update(outbox).where(outbox.c.id.in_(ids)).values(published_at=self.clock(), attempts=outbox.c.attempts + 1)
+        )
 
     async def run(self) -> None:
         """Relay until stopped; a broker or database failure is logged and retried with backoff."""
