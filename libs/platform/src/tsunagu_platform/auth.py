@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
@@ -61,6 +62,10 @@ def mint(key: str, *, tenant: str, agency: str, role: Role, staff: str, ttl_seco
 
 def verify(key: str, token: str, *, tenant: str) -> Principal:
     """The principal of a valid token for this tenant; raises HTTPException 401/403 otherwise."""
+    return _check_tenant(_decode(key, token)[0], tenant)
+
+
+def _decode(key: str, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(
             token, key, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "sub", "iss"]}
@@ -71,11 +76,47 @@ def verify(key: str, token: str, *, tenant: str) -> Principal:
             role=Role(claims["role"]),
             tenant=str(claims["tenant"]),
         )
-    except (jwt.PyJWTError, KeyError, ValueError):
+        expires = float(claims["exp"])
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         raise HTTPException(401, "認証できません (invalid or expired token)") from None
+    return principal, expires
+
+
+def _check_tenant(principal: Principal, tenant: str) -> Principal:
     if principal.tenant != tenant:
         raise HTTPException(403, "この自治体のデータではありません (token is for another tenant)")
     return principal
+
+
+class TokenVerifier:
+    """Checks bearer tokens and remembers the valid ones until they expire.
+
+    A client sends the same token with every request; its signature and claims were
+    already checked, so later requests only compare the expiry with the clock. Only
+    valid tokens are remembered, at most `capacity` of them.
+    """
+
+    def __init__(self, key: str, tenant: str, *, capacity: int = 4096, clock: Callable[[], float] = time.time) -> None:
+        self.key = key
+        self.tenant = tenant
+        self.capacity = capacity
+        self.clock = clock
+        self._valid: dict[str, tuple[Principal, float]] = {}
+
+    def __call__(self, token: str) -> Principal:
+        known = self._valid.get(token)
+        if known is not None:
+            principal, expires = known
+            if self.clock() < expires:
+                return _check_tenant(principal, self.tenant)
+            del self._valid[token]
+            raise HTTPException(401, "認証できません (invalid or expired token)")
+        principal, expires = _decode(self.key, token)
+        _check_tenant(principal, self.tenant)
+        if len(self._valid) >= self.capacity:
+            self._valid.clear()
+        self._valid[token] = (principal, expires)
+        return principal
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -83,14 +124,14 @@ _bearer = HTTPBearer(auto_error=False)
 
 def principal_dependency(settings: ServiceSettings) -> object:
     """A FastAPI dependency returning the caller's Principal (401 without a valid token)."""
-    key = settings.signing_key()
+    verifier = TokenVerifier(settings.signing_key(), settings.tenant)
 
     async def current(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         if credentials is None:
             raise HTTPException(401, "認証が必要です (bearer token required)", headers={"WWW-Authenticate": "Bearer"})
-        principal = verify(key, credentials.credentials, tenant=settings.tenant)
+        principal = verifier(credentials.credentials)
         request.state.principal = principal
         return principal
 

@@ -17,3 +17,9 @@ PROJECTION_EVENTS = Counter(
     "tsunagu_projection_events_total", "Events applied to a projection generation", ["projection"]
 )
 PROJECTION_LAG = Gauge("tsunagu_projection_lag", "Records behind the end of the topics", ["projection"])
+GROUP_COMMIT_SIZE = Histogram(
+    "tsunagu_group_commit_commands",
+    "Commands committed together in one SQLite transaction",
+    ["service"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)

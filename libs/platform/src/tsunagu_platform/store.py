@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import (
@@ -78,6 +78,26 @@ def deserialise(text: str) -> EventEnvelope:
     return EventEnvelope.model_validate_json(text)
 
 
+# Built once: a statement built per call costs more in SQLAlchemy than SQLite spends running it.
+_HEAD = (
+    select(events.c.stream_version, events.c.chain_hash)
+    .where(events.c.stream_id == bindparam("stream_id"))
+    .order_by(events.c.stream_version.desc())
+    .limit(1)
+)
+_STREAM = (
+    select(events.c.envelope).where(events.c.stream_id == bindparam("stream_id")).order_by(events.c.stream_version)
+)
+_INSERT_EVENTS = insert(events)
+_INSERT_OUTBOX = insert(outbox)
+
+
+async def read_stream(conn: AsyncConnection, stream_id: str) -> list[EventEnvelope]:
+    """A whole stream in order, on the caller's connection (load, decide and append in one transaction)."""
+    texts = (await conn.execute(_STREAM, {"stream_id": stream_id})).scalars().all()
+    return [deserialise(text) for text in texts]
+
+
 class EventStore:
     """Streams of one service, stored in that service's own database."""
 
@@ -120,14 +140,7 @@ class EventStore:
         new_events: Sequence[NewEvent],
         context: EventContext,
     ) -> list[EventEnvelope]:
-        head = (
-            await conn.execute(
-                select(events.c.stream_version, events.c.chain_hash)
-                .where(events.c.stream_id == stream_id)
-                .order_by(events.c.stream_version.desc())
-                .limit(1)
-            )
-        ).first()
+        head = (await conn.execute(_HEAD, {"stream_id": stream_id})).first()
         current, previous = (head[0], head[1]) if head else (0, GENESIS_HASH)
         if current != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, current)
@@ -177,8 +190,8 @@ class EventStore:
                 }
             )
             outbox_rows.append({"event_id": envelope.id, "topic": self.topic, "created_at": recorded_at, "attempts": 0})
-        await conn.execute(insert(events), event_rows)
-        await conn.execute(insert(outbox), outbox_rows)
+        await conn.execute(_INSERT_EVENTS, event_rows)
+        await conn.execute(_INSERT_OUTBOX, outbox_rows)
         return stored
 
     async def current_version(self, stream_id: str) -> int:
@@ -198,6 +211,11 @@ class EventStore:
 
         Pass `conn` to read inside the command's own transaction (load, decide, append on one connection).
         """
+        if up_to_version is None and as_of is None:
+            if conn is not None:
+                return await read_stream(conn, stream_id)
+            async with self.engine.connect() as own:
+                return await read_stream(own, stream_id)
         query = select(events.c.envelope).where(events.c.stream_id == stream_id)
         if up_to_version is not None:
             query = query.where(events.c.stream_version <= up_to_version)

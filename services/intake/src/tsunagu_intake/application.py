@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor, EventEnvelope
 from tsunagu_events.aggregate import Aggregate
@@ -44,8 +44,7 @@ from tsunagu_events.envelope import now
 from tsunagu_events.reference import Ward
 from tsunagu_events.registry import EventPayload
 from tsunagu_platform.runtime import ServiceRuntime
-from tsunagu_platform.store import ConcurrencyConflict, EventContext, NewEvent, deserialise
-from tsunagu_platform.tables import events as events_table
+from tsunagu_platform.store import ConcurrencyConflict, EventContext, NewEvent
 
 from tsunagu_intake.domain.consultation import Window
 from tsunagu_intake.domain.errors import DomainError, InvalidReference, UnknownAggregate
@@ -53,6 +52,18 @@ from tsunagu_intake.domain.person import PERSONAL_FIELDS, Person
 from tsunagu_intake.tables import access_log, cases, consents, consultations, households, persons
 
 A = TypeVar("A", bound=Aggregate)
+
+# Read-model statements built once and run with parameters: building one per event cost
+# more in SQLAlchemy than SQLite spends executing it.
+INSERT = {
+    "consultations": insert(consultations),
+    "persons": insert(persons),
+    "consents": insert(consents),
+    "households": insert(households),
+    "cases": insert(cases),
+}
+_UPDATE_CONSULTATION = update(consultations).where(consultations.c.consultation_id == bindparam("b_id"))
+_PERSON_VERSION = update(persons).where(persons.c.person_id == bindparam("b_id"))
 
 
 def new_id(kind: str) -> str:
@@ -122,13 +133,8 @@ class IntakeService:
         return EventContext(tenant=settings.tenant, source=settings.source, actor=actor)
 
     async def load(self, conn: AsyncConnection, kind: type[A], stream_id: str) -> A:
-        rows = await conn.execute(
-            select(events_table.c.envelope)
-            .where(events_table.c.stream_id == stream_id)
-            .order_by(events_table.c.stream_version)
-        )
         reg = self.runtime.reg
-        return kind.replay(reg.decode(deserialise(text)) for (text,) in rows)
+        return kind.replay(reg.decode(e) for e in await self.runtime.store.read(stream_id, conn=conn))
 
     async def load_existing(self, conn: AsyncConnection, kind: type[A], stream_id: str, what: str) -> A:
         aggregate = await self.load(conn, kind, stream_id)
@@ -149,7 +155,7 @@ class IntakeService:
     ) -> Done:
         """Load, decide, append and project in one transaction (the caller's, when given)."""
         if conn is None:
-            async with self.runtime.engine.begin() as own:
+            async with self.runtime.transaction() as own:
                 return await self.execute(
                     kind, stream_id, decide, context, expected_version=expected_version, conn=own, must_exist=must_exist
                 )
@@ -232,7 +238,7 @@ class IntakeService:
     async def record_access(
         self, person_id: str, *, staff: str, agency: str, role: str, what: str, basis: str | None
     ) -> None:
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             await conn.execute(
                 insert(access_log).values(
                     at=self.clock(),
@@ -252,7 +258,8 @@ async def project(conn: AsyncConnection, envelope: EventEnvelope, p: EventPayloa
     version = envelope.streamversion
     if isinstance(p, ConsultationReceived):
         await conn.execute(
-            insert(consultations).values(
+            INSERT["consultations"],
+            dict(
                 consultation_id=p.consultation_id,
                 window_id=p.window_id,
                 window_type=p.window_type,
@@ -270,7 +277,7 @@ async def project(conn: AsyncConnection, envelope: EventEnvelope, p: EventPayloa
                 person_id=p.person_id,
                 via=p.via.value,
                 version=version,
-            )
+            ),
         )
     elif isinstance(p, ConsultationReclassified):
         await _update(
@@ -287,13 +294,14 @@ async def project(conn: AsyncConnection, envelope: EventEnvelope, p: EventPayloa
         await _update(conn, p.consultation_id, gap_need=p.marked, version=version)
     elif isinstance(p, PersonRegistered):
         await conn.execute(
-            insert(persons).values(
+            INSERT["persons"],
+            dict(
                 person_id=p.person_id,
                 district_id=p.district_id,
                 registered_by_agency=envelope.actoragency or "unknown",
                 registered_at=envelope.time,
                 version=version,
-            )
+            ),
         )
     elif isinstance(p, PersonDetailsCorrected):
         values: dict[str, Any] = {"version": version}
@@ -308,24 +316,24 @@ async def project(conn: AsyncConnection, envelope: EventEnvelope, p: EventPayloa
         await _project_consent(conn, p)
     elif isinstance(p, HouseholdLinked):
         await conn.execute(
-            insert(households).values(
-                household_id=p.household_id, person_ids=list(p.person_ids), situation=p.situation.value
-            )
+            INSERT["households"],
+            dict(household_id=p.household_id, person_ids=list(p.person_ids), situation=p.situation.value),
         )
     else:
         await _project_case(conn, envelope, p)
     if envelope.streamid.startswith("person-"):
-        await conn.execute(update(persons).where(persons.c.person_id == envelope.streamid).values(version=version))
+        await conn.execute(_PERSON_VERSION, {"b_id": envelope.streamid, "version": version})
 
 
 async def _update(conn: AsyncConnection, consultation_id: str, **values: Any) -> None:
-    await conn.execute(update(consultations).where(consultations.c.consultation_id == consultation_id).values(**values))
+    await conn.execute(_UPDATE_CONSULTATION, {"b_id": consultation_id, **values})
 
 
 async def _project_consent(conn: AsyncConnection, p: ConsentGiven | ConsentWithdrawn) -> None:
     if isinstance(p, ConsentGiven):
         await conn.execute(
-            insert(consents).values(
+            INSERT["consents"],
+            dict(
                 consent_id=p.consent_id,
                 person_id=p.person_id,
                 scope=p.scope.value,
@@ -334,7 +342,7 @@ async def _project_consent(conn: AsyncConnection, p: ConsentGiven | ConsentWithd
                 given_at=p.given_at,
                 expires_on=p.expires_on,
                 recorded_by_agency=p.recorded_by_agency,
-            )
+            ),
         )
     else:
         await conn.execute(
@@ -350,7 +358,8 @@ async def _project_case(conn: AsyncConnection, envelope: EventEnvelope, p: Event
     values: dict[str, Any] = {"version": version}
     if isinstance(p, CaseOpened):
         await conn.execute(
-            insert(cases).values(
+            INSERT["cases"],
+            dict(
                 case_id=p.case_id,
                 person_id=p.person_id,
                 consultation_id=p.consultation_id,
@@ -362,7 +371,7 @@ async def _project_case(conn: AsyncConnection, envelope: EventEnvelope, p: Event
                 plan_version=0,
                 contacts=0,
                 version=version,
-            )
+            ),
         )
         return
     if isinstance(p, LeadAgencyHandedOver):

@@ -90,7 +90,7 @@ class MeetingService:
         district_window = agency is not None and agency.kind == "window" and agency.district == meeting.district_id
         today = today_in_japan(self.clock())
         consented = person_id is not None and has_any_consent(
-            await consent_view.live_consents(self.runtime.engine, person_id), today=today
+            await consent_view.live_consents(self.runtime.reader, person_id), today=today
         )
         item_id = new_stream_id("item")
         decided = meeting.add_agenda_item(
@@ -125,7 +125,7 @@ class MeetingService:
         with_consent = [
             p
             for p in dict.fromkeys([*person_ids, *meeting.persons_on_agenda()])
-            if has_any_consent(await consent_view.live_consents(self.runtime.engine, p), today=today)
+            if has_any_consent(await consent_view.live_consents(self.runtime.reader, p), today=today)
         ]
         decided = meeting.hold(
             HoldMeeting(
@@ -198,7 +198,7 @@ class MeetingService:
         principal: Principal | None,
     ) -> Meeting:
         meeting = await self.existing(meeting_id)
-        async with self.runtime.engine.connect() as conn:
+        async with self.runtime.reader.connect() as conn:
             exists = await conn.scalar(select(support_plans.c.case_id).where(support_plans.c.case_id == case_id))
         command = DecideSupportPlan(
             case_id=case_id,
@@ -224,7 +224,7 @@ class MeetingService:
         expected = meeting.version
         for event in decided:
             meeting.apply(event)
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             await append(self.runtime, conn, meeting.meeting_id, expected, decided, principal)
             for event in decided:
                 await self._project(conn, meeting, event)

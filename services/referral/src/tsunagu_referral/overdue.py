@@ -24,7 +24,7 @@ log = structlog.get_logger("tsunagu.referral.overdue")
 async def run_once(service: ReferralService) -> int:
     """Check every referral still waiting after its due date; returns how many became overdue."""
     today = today_in_japan(service.clock())
-    async with service.runtime.engine.connect() as conn:
+    async with service.runtime.reader.connect() as conn:
         rows = await conn.execute(
             select(referrals.c.referral_id).where(
                 referrals.c.state == "requested", referrals.c.overdue.is_(False), referrals.c.due_on < today

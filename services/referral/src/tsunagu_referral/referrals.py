@@ -71,11 +71,11 @@ class ReferralService:
         sealed = None
         if new.reason:
             # Decide once before sealing: a refused referral leaves no key behind.
-            async with runtime.engine.connect() as conn:
+            async with runtime.reader.connect() as conn:
                 command = await self._request_command(conn, referral_id, new, now, None)
                 Referral.from_events(referral_id, await load_in(runtime, conn, referral_id)).request(command)
             sealed = await runtime.keys.seal(new.person_id, new.reason)
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             command = await self._request_command(conn, referral_id, new, now, sealed)
             referral = Referral.from_events(referral_id, await load_in(runtime, conn, referral_id))
             await self._append_and_project(conn, referral, referral.request(command), principal)
@@ -148,7 +148,7 @@ class ReferralService:
     async def mark_overdue(self, referral_id: str) -> bool:
         """One referral's overdue check; True when this call emitted ReferralOverdue."""
         now = self.clock()
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             referral = Referral.from_events(referral_id, await load_in(self.runtime, conn, referral_id))
             decided = referral.mark_overdue(MarkOverdue(today_in_japan(now), now))
             if decided:
@@ -168,7 +168,7 @@ class ReferralService:
         principal: Principal | None,
     ) -> Referral:
         """Load, decide, append and project on one connection in one transaction."""
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             referral = Referral.from_events(referral_id, await load_in(self.runtime, conn, referral_id))
             if referral.version == 0:
                 raise NotFound("つなぎが見つかりません", "no such referral", referral_id=referral_id)

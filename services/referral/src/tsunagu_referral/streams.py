@@ -5,13 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor, EventPayload
 from tsunagu_platform.auth import Principal
 from tsunagu_platform.runtime import ServiceRuntime
-from tsunagu_platform.store import EventContext, NewEvent, deserialise
-from tsunagu_platform.tables import events
+from tsunagu_platform.store import EventContext, NewEvent
 
 
 def new_stream_id(prefix: str) -> str:
@@ -24,14 +22,8 @@ async def load(runtime: ServiceRuntime, stream_id: str) -> list[EventPayload]:
 
 
 async def load_in(runtime: ServiceRuntime, conn: AsyncConnection, stream_id: str) -> list[EventPayload]:
-    """The stream read on the caller's connection, so load, decide and append share one transaction.
-
-    (`EventStore.read` opens its own connection; this is the same query on `conn`.)
-    """
-    rows = await conn.execute(
-        select(events.c.envelope).where(events.c.stream_id == stream_id).order_by(events.c.stream_version)
-    )
-    return [runtime.reg.decode(deserialise(text)) for (text,) in rows]
+    """The stream read on the caller's connection, so load, decide and append share one transaction."""
+    return [runtime.reg.decode(e) for e in await runtime.store.read(stream_id, conn=conn)]
 
 
 def context_of(runtime: ServiceRuntime, principal: Principal | None) -> EventContext:

@@ -133,7 +133,7 @@ class ResourcesService:
 
     async def register_resource(self, command: RegisterResource, context: EventContext) -> Resource:
         self.check_district(command.district_id)
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             resource = await load(conn, self.runtime.reg, Resource, command.resource_id)
             resource.register(command)
             await self._append(conn, command.resource_id, resource, context)
@@ -151,7 +151,7 @@ class ResourcesService:
         context: EventContext,
         expected_version: int | None = None,
     ) -> Resource:
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             resource: Resource = await self._existing(conn, Resource, resource_id, "資源", "resource")
             self.check_expected(resource_id, resource, expected_version)
             with deciding(resource):
@@ -229,7 +229,7 @@ class ResourcesService:
         for command in commands:
             self.check_district(command.district_id)
         wanted = {c.resource_id for c in commands if c.resource_id is not None}
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             known: dict[str, tuple[str, str]] = {}
             if wanted:
                 rows = await conn.execute(
@@ -274,7 +274,7 @@ class ResourcesService:
             return await self._existing(conn, Visit, visit_id, "訪問", "visit")  # type: ignore[no-any-return]
 
     async def offer_place(self, command: OfferPlace, context: EventContext) -> Place:
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             resource = await self._listed_resource(conn, command.resource_id)
             if not resource.is_active_on(command.offered_on):
                 raise InvalidTransition(
@@ -290,7 +290,7 @@ class ResourcesService:
     async def use_place(
         self, place_id: str, command: UsePlace, context: EventContext, expected_version: int | None = None
     ) -> Place:
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             place: Place = await self._existing(conn, Place, place_id, "活用できる場", "place")
             self.check_expected(place_id, place, expected_version)
             with deciding(place):
@@ -310,7 +310,7 @@ class ResourcesService:
         """Raise an issue; None when it exists already (a redelivered meeting decision)."""
         self.check_district(command.district_id)
         if conn is None:
-            async with self.runtime.engine.begin() as own:
+            async with self.runtime.transaction() as own:
                 return await self._raise_issue(own, command, context)
         return await self._raise_issue(conn, command, context)
 
@@ -340,7 +340,7 @@ class ResourcesService:
     async def take_up_issue(
         self, issue_id: str, command: TakeUpIssue, context: EventContext, expected_version: int | None = None
     ) -> DistrictIssue:
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             issue: DistrictIssue = await self._existing(conn, DistrictIssue, issue_id, "地区課題", "district issue")
             self.check_expected(issue_id, issue, expected_version)
             with deciding(issue):
@@ -361,7 +361,7 @@ class ResourcesService:
 
     async def launch_initiative(self, command: LaunchInitiative, context: EventContext) -> Initiative:
         self.check_district(command.district_id)
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             if command.issue_id is not None:
                 issue = await load(conn, self.runtime.reg, DistrictIssue, command.issue_id)
                 check_issue_allows_initiative(issue, command.district_id)
@@ -379,7 +379,7 @@ class ResourcesService:
         context: EventContext,
         expected_version: int | None = None,
     ) -> Initiative:
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             initiative: Initiative = await self._existing(conn, Initiative, initiative_id, "取組み", "initiative")
             self.check_expected(initiative_id, initiative, expected_version)
             with deciding(initiative):
@@ -424,7 +424,7 @@ class ResourcesService:
     async def start_participation(
         self, command: StartParticipation, requesting_agency: str, context: EventContext
     ) -> Participation:
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             resource = await self._listed_resource(conn, command.resource_id)
             if not resource.is_active_on(command.started_on):
                 raise InvalidTransition(
@@ -471,7 +471,7 @@ class ResourcesService:
         conn: AsyncConnection | None = None,
     ) -> Participation:
         if conn is None:
-            async with self.runtime.engine.begin() as own:
+            async with self.runtime.transaction() as own:
                 return await self._change_participation(own, participation_id, command, context, expected_version)
         return await self._change_participation(conn, participation_id, command, context, expected_version)
 
@@ -551,7 +551,7 @@ class ResourcesService:
     ) -> Publicity:
         self.check_district(district_id)
         stream = publicity_stream(district_id)
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             publicity = Publicity.of(district_id, await read_payloads(conn, self.runtime.reg, stream))
             self.check_expected(stream, publicity, expected_version)
             with deciding(publicity):
@@ -570,7 +570,7 @@ class ResourcesService:
             return Publicity.of(district_id, await read_payloads(conn, self.runtime.reg, publicity_stream(district_id)))
 
     async def hold_training(self, command: HoldTrainingSession, context: EventContext) -> TrainingSession:
-        async with self.runtime.engine.begin() as conn:
+        async with self.runtime.transaction() as conn:
             session = await load(conn, self.runtime.reg, TrainingSession, command.session_id)
             session.hold(command)
             await self._append(conn, command.session_id, session, context)

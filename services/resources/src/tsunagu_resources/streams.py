@@ -8,24 +8,17 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import EventRegistry
 from tsunagu_events.aggregate import Aggregate
 from tsunagu_events.registry import EventPayload
-from tsunagu_platform.store import deserialise
-from tsunagu_platform.tables import events
+from tsunagu_platform.store import read_stream
 
 A = TypeVar("A", bound=Aggregate)
 
 
 async def read_payloads(conn: AsyncConnection, reg: EventRegistry, stream_id: str) -> list[EventPayload]:
-    rows = (
-        await conn.execute(
-            select(events.c.envelope).where(events.c.stream_id == stream_id).order_by(events.c.stream_version)
-        )
-    ).scalars()
-    return [reg.decode(deserialise(text)) for text in rows]
+    return [reg.decode(envelope) for envelope in await read_stream(conn, stream_id)]
 
 
 async def load(conn: AsyncConnection, reg: EventRegistry, cls: type[A], stream_id: str) -> A:
