@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor
 from tsunagu_events.aggregate import Aggregate
@@ -80,6 +80,11 @@ def deciding(aggregate: Aggregate) -> Iterator[None]:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4()}"
+
+
+_RESOURCES_BY_ID = select(
+    tables.resources.c.resource_id, tables.resources.c.district_id, tables.resources.c.kind
+).where(tables.resources.c.resource_id.in_(bindparam("ids", expanding=True)))
 
 
 class UnknownDistrict(Exception):
@@ -232,11 +237,7 @@ class ResourcesService:
         async with self.runtime.transaction() as conn:
             known: dict[str, tuple[str, str]] = {}
             if wanted:
-                rows = await conn.execute(
-                    select(
-                        tables.resources.c.resource_id, tables.resources.c.district_id, tables.resources.c.kind
-                    ).where(tables.resources.c.resource_id.in_(sorted(wanted)))
-                )
+                rows = await conn.execute(_RESOURCES_BY_ID, {"ids": sorted(wanted)})
                 known = {row.resource_id: (row.district_id, row.kind) for row in rows}
             visits = []
             for command in commands:
