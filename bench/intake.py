@@ -8,8 +8,10 @@ Figures, each with a baseline measured in the same run:
   CONCURRENCY client tasks; no network socket, so it is the service's ceiling,
   not uvicorn's;
 - inbound_consumer: `ConsultationReported` records handed to the inbound
-  consumer in batches of 500 (decode, inbox, seal, decide, append — one
-  transaction per batch), no broker in between;
+  consumer in the service's batches (`consumer_batch`, 2,000: decode, inbox,
+  keys of the batch in one key-store transaction, seal, decide, append — one
+  transaction per batch), no broker in between; also its CPU time per record
+  (`time.process_time`, the figure to compare across runs on a busy machine);
 - inbound_topic: the same records produced to `tsunagu.intake.inbound` on a real
   Tansu broker and consumed by the running service (faststream subscriber, relay
   publishing the results meanwhile): records applied per second of batch
@@ -57,7 +59,7 @@ from tsunagu_platform.tansu import TansuBroker
 
 N = int(os.environ.get("BENCH_CONSULTATIONS", "2000"))
 CONCURRENCY = 16
-BATCH = 500
+BATCH = IntakeSettings.model_fields["consumer_batch"].default  # what the service passes to subscribe()
 KEY = "bench-intake-signing-key-0123456789abcdef"
 WINDOW = "ikejiri.comprehensive_support_center"
 HTTP_TARGET, INBOUND_TARGET = 1000.0, 5000.0
@@ -146,7 +148,7 @@ async def _baseline(var: Path) -> float:
     return N / elapsed
 
 
-async def _inbound_consumer(var: Path) -> float:
+async def _inbound_consumer(var: Path) -> tuple[float, float]:
     app = create_app(_settings(var, broker_mode="memory"))
     runtime = app.state.runtime
     await runtime.migrate()
@@ -155,13 +157,13 @@ async def _inbound_consumer(var: Path) -> float:
     for i in range(N):
         _key, headers, value = to_kafka(_reported(i))
         records.append(IncomingRecord(INTAKE_INBOUND, 0, i, None, value, tuple(headers)))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, N, BATCH):
         await consumer.handle_batch(records[start : start + BATCH])
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert await _count(app) == N
     await runtime.stop()
-    return N / elapsed
+    return N / elapsed, cpu / N * 1e6
 
 
 async def _inbound_topic(var: Path, bootstrap: str) -> dict[str, float]:
@@ -215,7 +217,7 @@ async def _all() -> dict[str, Any]:
         root = Path(folder)
         baseline = await _baseline(root / "baseline")
         http = await _http(root / "http")
-        consumer = await _inbound_consumer(root / "consumer")
+        consumer, consumer_cpu_us = await _inbound_consumer(root / "consumer")
         with TansuBroker() as broker:
             topic = await _inbound_topic(root / "topic", broker.bootstrap_servers)
     return {
@@ -224,6 +226,7 @@ async def _all() -> dict[str, Any]:
         "http_per_s": round(http),
         "http_concurrency": CONCURRENCY,
         "inbound_consumer_per_s": round(consumer),
+        "inbound_consumer_cpu_us_per_record": round(consumer_cpu_us),
         "inbound_topic_per_s": topic["per_second"],
         "inbound_topic_start_to_first_applied_s": topic["start_to_first_applied_s"],
         "inbound_topic_start_to_all_applied_s": topic["start_to_all_applied_s"],

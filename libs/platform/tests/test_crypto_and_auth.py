@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from fastapi import HTTPException
+from sqlalchemy import event, select
 from tsunagu_platform.auth import Role, mint, verify
-from tsunagu_platform.crypto import KeyStore, PersonErasedError, load_master_key
+from tsunagu_platform.crypto import KeyStore, PersonErasedError, load_master_key, person_keys
 from tsunagu_platform.db import create_engine
 
 
@@ -43,6 +44,65 @@ async def test_values_sealed_by_another_service_are_not_opened(keys: KeyStore, t
     other = KeyStore(keys.engine, load_master_key(None, tmp_path / "m.key"), "referral")
     sealed = await other.seal("person-1", "note")
     assert await keys.open("person-1", sealed) is None
+
+
+async def _key_rows(keys: KeyStore) -> dict[str, bool]:
+    async with keys.engine.connect() as conn:
+        rows = await conn.execute(select(person_keys.c.person_id, person_keys.c.erased_at))
+        return {person_id: erased_at is not None for person_id, erased_at in rows}
+
+
+async def test_prepare_creates_and_loads_many_keys_in_one_transaction_and_seal_then_needs_no_database(
+    keys: KeyStore, tmp_path: Path
+) -> None:
+    existing = await keys.seal("person-old", "before")
+    fresh = KeyStore(keys.engine, load_master_key(None, tmp_path / "m.key"), "intake")
+    transactions = []
+    event.listen(keys.engine.sync_engine, "commit", lambda _conn: transactions.append(1))
+    owners = ["person-old", *(f"person-{i}" for i in range(1200)), "person-3"]  # more than one chunk, a repeat
+    assert await fresh.prepare(owners) == set()
+    assert len(transactions) == 1
+    assert set(await _key_rows(keys)) == set(owners)
+    # Every key is cached once committed: sealing and opening touch the database no more.
+    sealed = [await fresh.seal(owner, "text") for owner in owners[:50]]
+    assert await fresh.open("person-old", existing) == "before", "the stored key was loaded, not replaced"
+    assert [await fresh.open(owner, value) for owner, value in zip(owners, sealed, strict=False)] == ["text"] * 50
+    assert len(transactions) == 1
+    assert await fresh.prepare(owners) == set()
+    assert len(transactions) == 1, "cached owners need no transaction"
+
+
+async def test_prepare_never_recreates_an_erased_persons_key(keys: KeyStore, tmp_path: Path) -> None:
+    sealed = await keys.seal("person-1", "090-1234-5678")
+    await keys.erase("person-1")
+    await keys.erase("person-2")  # erased before any key existed: a tombstone
+    fresh = KeyStore(keys.engine, load_master_key(None, tmp_path / "m.key"), "intake")
+    assert await fresh.prepare(["person-1", "person-2", "person-3"]) == {"person-1", "person-2"}
+    assert await _key_rows(keys) == {"person-1": True, "person-2": True, "person-3": False}
+    for erased in ("person-1", "person-2"):
+        with pytest.raises(PersonErasedError):
+            await fresh.seal(erased, "new")
+    assert await fresh.open("person-1", sealed) is None
+    assert await fresh.open("person-3", await fresh.seal("person-3", "ok")) == "ok"
+
+
+async def test_erasure_after_prepare_drops_the_cached_key(keys: KeyStore) -> None:
+    await keys.prepare(["person-1"])
+    sealed = await keys.seal("person-1", "x")
+    await keys.erase("person-1")
+    assert await keys.open("person-1", sealed) is None
+    with pytest.raises(PersonErasedError):
+        await keys.seal("person-1", "y")
+
+
+async def test_the_key_cache_is_bounded_and_evicted_keys_are_loaded_again(keys: KeyStore, tmp_path: Path) -> None:
+    small = KeyStore(keys.engine, load_master_key(None, tmp_path / "m.key"), "intake", cache_size=3)
+    sealed = {owner: await small.seal(owner, owner) for owner in ("a", "b", "c", "d", "e")}
+    assert len(small._cache) == 3
+    await small.prepare([f"p{i}" for i in range(10)])
+    assert len(small._cache) == 3
+    assert {owner: await small.open(owner, value) for owner, value in sealed.items()} == {o: o for o in sealed}
+    assert len(small._cache) == 3
 
 
 def test_a_token_carries_tenant_agency_and_role() -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tsunagu_events.contracts.example import TallyRecorded
 from tsunagu_platform.db import create_engine
-from tsunagu_platform.store import ConcurrencyConflict, DuplicateEvent, EventStore, NewEvent
+from tsunagu_platform.store import ConcurrencyConflict, DuplicateEvent, EventStore, NewEvent, StreamAppend
 from tsunagu_platform.tables import events, metadata, outbox
 
 from .helpers import CONTEXT, tallies
@@ -141,3 +141,36 @@ async def test_a_command_reads_and_appends_on_one_connection(engine: AsyncEngine
         loaded = await store.read("s1", conn=conn)
         await store.append("s1", len(loaded), tallies(1), CONTEXT, conn=conn)
     assert [e.streamversion for e in await store.read("s1")] == [1, 2, 3]
+
+
+async def test_append_many_writes_many_streams_and_refuses_only_those_not_at_their_version(
+    engine: AsyncEngine,
+) -> None:
+    store = EventStore(engine, topic="t")
+    await store.append("old", 0, tallies(2), CONTEXT)
+    async with engine.begin() as conn:
+        results = await store.append_many(
+            conn,
+            [
+                StreamAppend("new-1", 0, tallies(1), CONTEXT),
+                StreamAppend("old", 0, tallies(1), CONTEXT),  # taken: at version 2
+                StreamAppend("old", 2, tallies(2), CONTEXT),
+                StreamAppend("new-1", 1, tallies(1), CONTEXT),  # chains onto the first in this call
+            ],
+        )
+    assert [type(r).__name__ for r in results] == ["list", "ConcurrencyConflict", "list", "list"]
+    assert [e.streamversion for e in await store.read("old")] == [1, 2, 3, 4]
+    assert [e.streamversion for e in await store.read("new-1")] == [1, 2]
+    assert await store.verify("old") is None
+    assert await store.verify("new-1") is None
+    assert await count(engine, outbox) == 2 + 4
+
+
+async def test_append_many_stores_what_append_stores(engine: AsyncEngine) -> None:
+    store = EventStore(engine, topic="t")
+    one = await store.append("a", 0, tallies(2), CONTEXT)
+    async with engine.begin() as conn:
+        [many] = await store.append_many(conn, [StreamAppend("b", 0, tallies(2), CONTEXT)])
+    assert isinstance(many, list)
+    strip = {"id", "subject", "streamid", "prevhash", "chainhash", "time", "correlationid"}
+    assert [e.model_dump(exclude=strip) for e in many] == [e.model_dump(exclude=strip) for e in one]

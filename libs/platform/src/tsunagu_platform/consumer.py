@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import and_, bindparam, delete, select, tuple_
@@ -91,6 +91,18 @@ class Rejected:
 
 
 Handler = Callable[[AsyncConnection, ReceivedEvent], Awaitable[None]]
+
+
+class BatchHandler(Protocol):
+    """A handler that also sees each batch first: `prepare(conn, events)` is awaited in the batch's
+    transaction with the events about to be handled (fresh, in order, of the handled types), so it
+    can do in bulk what the per-event calls would do one by one (load keys, check references, append
+    many streams); the per-event calls then find their work done. A batch that fails is retried
+    event by event, each alone with its own `prepare`."""
+
+    async def prepare(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None: ...
+
+    async def __call__(self, conn: AsyncConnection, event: ReceivedEvent) -> None: ...
 
 
 def decode_record(record: IncomingRecord, reg: EventRegistry = registry) -> ReceivedEvent | Rejected:
@@ -385,12 +397,14 @@ class EventConsumer:
         if self.sequencer is not None:
             fresh, replays = await self.sequencer.admit(conn, fresh)
             duplicates += replays
-        applied = 0
-        for event in fresh:
-            if self.handles is None or event.envelope.type in self.handles:
-                with bound_to(event.envelope):
-                    await self.handler(conn, event)
-                applied += 1
+        handled = [e for e in fresh if self.handles is None or e.envelope.type in self.handles]
+        prepare = getattr(self.handler, "prepare", None)
+        if prepare is not None and handled:
+            await prepare(conn, handled)
+        for event in handled:
+            with bound_to(event.envelope):
+                await self.handler(conn, event)
+        applied = len(handled)
         CONSUMED.labels(self.name, "applied").inc(applied)
         if duplicates:
             CONSUMED.labels(self.name, "duplicate").inc(duplicates)

@@ -15,14 +15,29 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Column, DateTime, Integer, LargeBinary, MetaData, String, Table, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.contracts.common import Sealed
+
+from tsunagu_platform.sql import insert_returning_new
 
 keystore_metadata = MetaData()
 person_keys = Table(
@@ -62,15 +77,41 @@ def load_master_key(value: str | None, fallback_file: Path) -> bytes:
     return key
 
 
-class KeyStore:
-    """Person keys of one service (`keyring`), in their own database."""
+_SELECT_KEYS = select(person_keys.c.person_id, person_keys.c.wrapped_key, person_keys.c.erased_at).where(
+    person_keys.c.person_id.in_(bindparam("person_ids", expanding=True))
+)
+_SELECT_KEY = select(person_keys.c.wrapped_key, person_keys.c.erased_at).where(
+    person_keys.c.person_id == bindparam("person_id")
+)
+_INSERT_KEY = insert(person_keys)
+# Well under SQLite's and PostgreSQL's limits on bound parameters in one statement.
+_CHUNK = 500
 
-    def __init__(self, engine: AsyncEngine, master_key: bytes | Callable[[], bytes], keyring: str) -> None:
+
+class KeyStore:
+    """Person keys of one service (`keyring`), in their own database.
+
+    Opened keys are cached in a bounded LRU (`cache_size` entries). A key is cached only
+    after the transaction that loaded or created it committed, so a value is never
+    sealed under a key that is not durable yet.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        master_key: bytes | Callable[[], bytes],
+        keyring: str,
+        *,
+        cache_size: int = 50_000,
+    ) -> None:
         self.engine = engine
         self.keyring = keyring
+        self.cache_size = cache_size
         self._master_source = master_key
         self._master_aead: AESGCM | None = None
-        self._cache: dict[str, bytes] = {}
+        self._cache: OrderedDict[str, AESGCM] = OrderedDict()
+        # Bumped by every erasure: a load that overlapped one must not cache what it read.
+        self._erasures = 0
 
     @property
     def _master(self) -> AESGCM:
@@ -91,57 +132,129 @@ class KeyStore:
     def _unwrap(self, person_id: str, wrapped: bytes) -> bytes:
         return self._master.decrypt(wrapped[:12], wrapped[12:], person_id.encode())
 
-    async def _key(self, person_id: str, *, create: bool) -> bytes | None:
-        if person_id in self._cache:
-            return self._cache[person_id]
+    def _cached(self, person_id: str) -> AESGCM | None:
+        aead = self._cache.get(person_id)
+        if aead is not None:
+            self._cache.move_to_end(person_id)
+        return aead
+
+    def _remember(self, keys: dict[str, bytes]) -> None:
+        cache = self._cache
+        for person_id, key in keys.items():
+            cache[person_id] = AESGCM(key)
+            cache.move_to_end(person_id)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    def _new_row(self, person_id: str, key: bytes, at: datetime) -> dict[str, object]:
+        return {
+            "person_id": person_id,
+            "key_number": 1,
+            "wrapped_key": self._wrap(person_id, key),
+            "created_at": at,
+            "erased_at": None,
+        }
+
+    async def prepare(self, person_ids: Iterable[str]) -> set[str]:
+        """Load or create the keys of many owners in ONE key-database transaction; returns the erased ones.
+
+        Call it before the transaction that will store values sealed with these keys: the
+        keys are committed when it returns (a key left unused by a crash is harmless) and
+        `seal` then finds them in the cache. Erased owners get no key (sealing for them
+        still raises PersonErasedError); owners beyond the cache's size are simply loaded
+        again when sealed.
+        """
+        wanted = [p for p in dict.fromkeys(person_ids) if self._cached(p) is None]
+        if not wanted:
+            return set()
+        erasures = self._erasures
+        loaded: dict[str, bytes] = {}
+        erased: set[str] = set()
         async with self.engine.begin() as conn:
-            row = (await conn.execute(select(person_keys).where(person_keys.c.person_id == person_id))).first()
-            if row is None:
-                if not create:
-                    return None
-                key = AESGCM.generate_key(bit_length=256)
-                await conn.execute(
-                    insert(person_keys).values(
-                        person_id=person_id,
-                        key_number=1,
-                        wrapped_key=self._wrap(person_id, key),
-                        created_at=datetime.now(UTC),
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                found = await self._select(conn, chunk, loaded, erased)
+                missing = [p for p in chunk if p not in found]
+                if not missing:
+                    continue
+                at = datetime.now(UTC)
+                created = {p: AESGCM.generate_key(bit_length=256) for p in missing}
+                inserted = set(
+                    await insert_returning_new(
+                        conn,
+                        person_keys,
+                        [self._new_row(p, key, at) for p, key in created.items()],
+                        returning=person_keys.c.person_id,
                     )
                 )
-            elif row.erased_at is not None:
-                if create:
-                    raise PersonErasedError(person_id)
-                return None
+                loaded.update((p, key) for p, key in created.items() if p in inserted)
+                if len(inserted) < len(missing):  # another writer created (or erased) some meanwhile
+                    await self._select(conn, [p for p in missing if p not in inserted], loaded, erased)
+        if erasures == self._erasures:
+            self._remember(loaded)
+        return erased
+
+    async def _select(
+        self, conn: AsyncConnection, person_ids: list[str], loaded: dict[str, bytes], erased: set[str]
+    ) -> set[str]:
+        found = set()
+        for person_id, wrapped, erased_at in await conn.execute(_SELECT_KEYS, {"person_ids": person_ids}):
+            found.add(person_id)
+            if erased_at is not None or wrapped is None:
+                erased.add(person_id)
             else:
-                key = self._unwrap(person_id, row.wrapped_key)
-        self._cache[person_id] = key
-        return key
+                loaded[person_id] = self._unwrap(person_id, wrapped)
+        return found
+
+    async def _key(self, person_id: str, *, create: bool) -> AESGCM | None:
+        while True:
+            cached = self._cached(person_id)
+            if cached is not None:
+                return cached
+            erasures = self._erasures
+            async with self.engine.begin() as conn:
+                row = (await conn.execute(_SELECT_KEY, {"person_id": person_id})).first()
+                if row is None:
+                    if not create:
+                        return None
+                    key = AESGCM.generate_key(bit_length=256)
+                    await conn.execute(_INSERT_KEY, self._new_row(person_id, key, datetime.now(UTC)))
+                elif row.erased_at is not None:
+                    if create:
+                        raise PersonErasedError(person_id)
+                    return None
+                else:
+                    key = self._unwrap(person_id, row.wrapped_key)
+            if erasures == self._erasures:  # else an erasure overlapped: look again
+                self._remember({person_id: key})
+                return AESGCM(key)
 
     def _kid(self, person_id: str) -> str:
         return f"{self.keyring}/{person_id}/1"
 
     async def seal(self, person_id: str, plaintext: str) -> Sealed:
-        key = await self._key(person_id, create=True)
-        assert key is not None
+        aead = await self._key(person_id, create=True)
+        assert aead is not None
         nonce = os.urandom(12)
-        ciphertext = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), person_id.encode())
+        ciphertext = aead.encrypt(nonce, plaintext.encode("utf-8"), person_id.encode())
         return Sealed(kid=self._kid(person_id), nonce=_b64(nonce), ct=_b64(ciphertext))
 
     async def open(self, person_id: str, sealed: Sealed | None) -> str | None:
         """The plaintext, or None when there is nothing, the person was erased or the value is not ours."""
         if sealed is None or sealed.kid != self._kid(person_id):
             return None
-        key = await self._key(person_id, create=False)
-        if key is None:
+        aead = await self._key(person_id, create=False)
+        if aead is None:
             return None
         try:
-            plain = AESGCM(key).decrypt(base64.b64decode(sealed.nonce), base64.b64decode(sealed.ct), person_id.encode())
+            plain = aead.decrypt(base64.b64decode(sealed.nonce), base64.b64decode(sealed.ct), person_id.encode())
         except Exception:
             return None
         return plain.decode("utf-8")
 
     async def erase(self, person_id: str) -> bool:
         """Destroy the person's keys; True if there were any. Idempotent."""
+        self._erasures += 1
         self._cache.pop(person_id, None)
         now = datetime.now(UTC)
         async with self.engine.begin() as conn:

@@ -31,7 +31,7 @@ from tsunagu_platform.metrics import EVENTS_APPENDED
 from tsunagu_platform.projection import Projection, ProjectionManager
 from tsunagu_platform.relay import OutboxRelay
 from tsunagu_platform.settings import ServiceSettings
-from tsunagu_platform.store import EventContext, EventStore, NewEvent
+from tsunagu_platform.store import ConcurrencyConflict, EventContext, EventStore, NewEvent, StreamAppend
 from tsunagu_platform.subscription import subscribe
 from tsunagu_platform.tables import metadata as platform_metadata
 
@@ -110,6 +110,15 @@ class ServiceRuntime:
         EVENTS_APPENDED.labels(self.settings.service).inc(len(stored))
         self.relay.notify()
         return stored
+
+    async def append_many(
+        self, conn: AsyncConnection, appends: Sequence[StreamAppend]
+    ) -> list[list[EventEnvelope] | ConcurrencyConflict]:
+        """Many streams at once in the caller's transaction (EventStore.append_many), then wake the relay."""
+        results = await self.store.append_many(conn, appends)
+        EVENTS_APPENDED.labels(self.settings.service).inc(sum(len(r) for r in results if isinstance(r, list)))
+        self.relay.notify()
+        return results
 
     def consume(
         self,

@@ -66,6 +66,16 @@ class NewEvent:
     subject: str | None = None
 
 
+@dataclass(frozen=True)
+class StreamAppend:
+    """One stream's part of `EventStore.append_many`."""
+
+    stream_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+    context: EventContext
+
+
 def serialise(envelope: EventEnvelope) -> str:
     return _dump(envelope.to_structured())
 
@@ -87,6 +97,12 @@ _HEAD = (
 )
 _STREAM = (
     select(events.c.envelope).where(events.c.stream_id == bindparam("stream_id")).order_by(events.c.stream_version)
+)
+_latest = events.alias("latest")
+_HEADS = select(events.c.stream_id, events.c.stream_version, events.c.chain_hash).where(
+    events.c.stream_id.in_(bindparam("stream_ids", expanding=True)),
+    events.c.stream_version
+    == select(func.max(_latest.c.stream_version)).where(_latest.c.stream_id == events.c.stream_id).scalar_subquery(),
 )
 _INSERT_EVENTS = insert(events)
 _INSERT_OUTBOX = insert(outbox)
@@ -144,7 +160,21 @@ class EventStore:
         current, previous = (head[0], head[1]) if head else (0, GENESIS_HASH)
         if current != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, current)
-        recorded_at = self.clock()
+        stored, event_rows, outbox_rows = self._build(stream_id, current, previous, new_events, context, self.clock())
+        await conn.execute(_INSERT_EVENTS, event_rows)
+        await conn.execute(_INSERT_OUTBOX, outbox_rows)
+        return stored
+
+    def _build(
+        self,
+        stream_id: str,
+        current: int,
+        previous: str,
+        new_events: Sequence[NewEvent],
+        context: EventContext,
+        recorded_at: datetime,
+    ) -> tuple[list[EventEnvelope], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The envelopes after version `current` (chained from `previous`) and their event and outbox rows."""
         stored: list[EventEnvelope] = []
         event_rows = []
         outbox_rows = []
@@ -190,9 +220,53 @@ class EventStore:
                 }
             )
             outbox_rows.append({"event_id": envelope.id, "topic": self.topic, "created_at": recorded_at, "attempts": 0})
-        await conn.execute(_INSERT_EVENTS, event_rows)
-        await conn.execute(_INSERT_OUTBOX, outbox_rows)
-        return stored
+        return stored, event_rows, outbox_rows
+
+    async def append_many(
+        self, conn: AsyncConnection, appends: Sequence[StreamAppend]
+    ) -> list[list[EventEnvelope] | ConcurrencyConflict]:
+        """Append to many streams in the caller's transaction with one head query and one insert per table.
+
+        For batch consumers that start or extend hundreds of streams at once. Each append is
+        checked against its stream's head like `append`; one that is not at its expected
+        version gets a ConcurrencyConflict in its place and writes nothing, the others are
+        written. Two appends to one stream in a call chain onto each other in order.
+        """
+        heads = await self._heads(conn, sorted({a.stream_id for a in appends}))
+        recorded_at = self.clock()
+        results: list[list[EventEnvelope] | ConcurrencyConflict] = []
+        event_rows: list[dict[str, Any]] = []
+        outbox_rows: list[dict[str, Any]] = []
+        for item in appends:
+            current, previous = heads.get(item.stream_id, (0, GENESIS_HASH))
+            if current != item.expected_version:
+                results.append(ConcurrencyConflict(item.stream_id, item.expected_version, current))
+                continue
+            if not item.events:
+                results.append([])
+                continue
+            stored, rows, boxes = self._build(item.stream_id, current, previous, item.events, item.context, recorded_at)
+            heads[item.stream_id] = (stored[-1].streamversion, stored[-1].chainhash or GENESIS_HASH)
+            results.append(stored)
+            event_rows += rows
+            outbox_rows += boxes
+        if event_rows:
+            try:
+                await conn.execute(_INSERT_EVENTS, event_rows)
+            except IntegrityError as error:
+                # A writer of another process got in between the head query and the insert.
+                if "event_id" in str(error.orig).lower():
+                    raise DuplicateEvent(str(error.orig)) from None
+                raise ConcurrencyConflict(str(event_rows[0]["stream_id"]), 0, None) from None
+            await conn.execute(_INSERT_OUTBOX, outbox_rows)
+        return results
+
+    async def _heads(self, conn: AsyncConnection, stream_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        heads: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(stream_ids), 500):
+            rows = await conn.execute(_HEADS, {"stream_ids": list(stream_ids[start : start + 500])})
+            heads.update({stream_id: (int(version), chain) for stream_id, version, chain in rows})
+        return heads
 
     async def current_version(self, stream_id: str) -> int:
         async with self.engine.connect() as conn:

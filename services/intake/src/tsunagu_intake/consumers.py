@@ -11,7 +11,7 @@ consumer carries on.
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Sequence
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,11 +22,10 @@ from tsunagu_events.contracts.referral import ReferralAccepted, SupportDecided, 
 from tsunagu_events.topics import INTAKE_INBOUND, events_topic
 from tsunagu_platform.consumer import EventConsumer, ReceivedEvent
 from tsunagu_platform.runtime import ServiceRuntime
-from tsunagu_platform.store import ConcurrencyConflict
 
 from tsunagu_intake.application import derived_id
 from tsunagu_intake.domain.case import Case
-from tsunagu_intake.use_cases import Intake, NewConsultation, PlainDetails
+from tsunagu_intake.use_cases import Intake, NewConsultation, PlainDetails, ReportedConsultation
 
 log = structlog.get_logger("tsunagu.intake.consumers")
 
@@ -47,56 +46,69 @@ def actor_of(envelope: EventEnvelope, default_agency: str | None = None) -> Acto
 
 
 class AgencyInbound:
+    """Agency reports, applied a batch at a time.
+
+    `prepare(conn, events)` applies all the consultation reports of a batch together
+    (`Intake.receive_reported`: keys in one key-store transaction, one read-model statement
+    per table) in the consumer's batch transaction, before the per-event calls; those then
+    skip what was prepared in the same transaction. A report that reaches `__call__`
+    unprepared is applied alone the same way, so both paths have one behaviour.
+    """
+
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
+        # The transaction of the last prepared batch and the events applied in it. The
+        # connection object is new for every transaction and held here, so it cannot be
+        # mistaken for a later one.
+        self._prepared_in: AsyncConnection | None = None
+        self._prepared: set[int] = set()
+
+    async def prepare(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+        if conn is not self._prepared_in:
+            self._prepared_in, self._prepared = conn, set()
+        fresh = [e for e in events if id(e) not in self._prepared]
+        reports = [self.reported(e.envelope, e.payload) for e in fresh if isinstance(e.payload, ConsultationReported)]
+        if not reports:
+            return
+        await self.intake.receive_reported(conn, reports)
+        self._prepared.update(id(e) for e in fresh if isinstance(e.payload, ConsultationReported))
 
     async def __call__(self, conn: AsyncConnection, event: ReceivedEvent) -> None:
         payload = event.payload
         if isinstance(payload, ConsultationReported):
-            await self.consultation(conn, event.envelope, payload)
+            if conn is not self._prepared_in or id(event) not in self._prepared:
+                await self.prepare(conn, [event])
         elif isinstance(payload, ContactReported):
             await self.contact(conn, event.envelope, payload)
 
-    async def consultation(self, conn: AsyncConnection, envelope: EventEnvelope, p: ConsultationReported) -> None:
+    def reported(self, envelope: EventEnvelope, p: ConsultationReported) -> ReportedConsultation:
+        """The report as intake's command: ids derived from (source, id), so a replay maps onto the same streams."""
         key = agency_event_key(envelope)
-        window = self.intake.refs.window(p.window_id)
         actor = Actor(agency=p.window_id[:64], staff=(envelope.actorstaff or AGENCY_STAFF)[:64])
         person_id = None
+        register = None
         if p.person is not None:
             if p.person.person_id is not None:
                 person_id = p.person.person_id
             elif p.person.name:
                 person_id = derived_id("person", key)
-                details = PlainDetails(
+                register = PlainDetails(
                     p.person.name, p.person.kana, p.person.birth_date, p.person.address, p.person.phone
                 )
-                with contextlib.suppress(ConcurrencyConflict):  # registered by an earlier delivery
-                    await self.intake.register_person(
-                        details, window.district_id, actor, conn=conn, causation=envelope, person_id=person_id
-                    )
-        try:
-            await self.intake.receive_consultation(
-                NewConsultation(
-                    window_id=p.window_id,
-                    received_at=p.received_at,
-                    channel=p.channel,
-                    consulted_by=p.consulted_by,
-                    categories=p.categories,
-                    outcome=p.outcome,
-                    person_id=person_id,
-                    summary=p.summary,
-                    via=Via.AGENCY_INBOUND,
-                    agency_event=key,
-                    consultation_id=derived_id("consultation", key),
-                ),
-                actor,
-                conn=conn,
-                causation=envelope,
-            )
-        except ConcurrencyConflict:
-            # The stream exists: an earlier delivery was applied and the inbox forgot it
-            # (e.g. restored from a backup). The store's head check found it before writing.
-            log.info("intake.agency_report_already_applied", source=envelope.source, event_id=envelope.id)
+        consultation = NewConsultation(
+            window_id=p.window_id,
+            received_at=p.received_at,
+            channel=p.channel,
+            consulted_by=p.consulted_by,
+            categories=p.categories,
+            outcome=p.outcome,
+            person_id=person_id,
+            summary=p.summary,
+            via=Via.AGENCY_INBOUND,
+            agency_event=key,
+            consultation_id=derived_id("consultation", key),
+        )
+        return ReportedConsultation(consultation, actor, envelope, register)
 
     async def contact(self, conn: AsyncConnection, envelope: EventEnvelope, p: ContactReported) -> None:
         await self.intake.record_contact(
@@ -170,9 +182,10 @@ class ReferralDecisions:
 
 
 def register_consumers(runtime: ServiceRuntime, intake: Intake) -> dict[str, EventConsumer]:
+    inbound = AgencyInbound(intake)
     return {
         "inbound": runtime.consume(
-            "agency-inbound", [INTAKE_INBOUND], AgencyInbound(intake), handles=AGENCY_TYPES, check_versions=False
+            "agency-inbound", [INTAKE_INBOUND], inbound, handles=AGENCY_TYPES, check_versions=False
         ),
         "referral": runtime.consume(
             "referral-decisions", [events_topic("referral")], ReferralDecisions(intake), handles=REFERRAL_TYPES

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
+import structlog
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor, EventEnvelope
 from tsunagu_events.contracts.common import ConsultationCategory, Sealed
@@ -13,13 +16,18 @@ from tsunagu_events.contracts.intake import (
     Approach,
     Channel,
     ConsentScope,
+    ConsultationReceived,
     ConsultedBy,
     ContactKind,
     HouseholdSituation,
     Outcome,
+    PersonRegistered,
     PlanGoal,
     Via,
 )
+from tsunagu_events.registry import EventPayload
+from tsunagu_platform.store import ConcurrencyConflict, EventContext, NewEvent, StreamAppend
+from tsunagu_platform.tables import events as events_table
 
 from tsunagu_intake.application import Done, IntakeService, new_id
 from tsunagu_intake.domain.case import (
@@ -52,6 +60,9 @@ from tsunagu_intake.domain.person import (
     SealedDetails,
     WithdrawConsent,
 )
+from tsunagu_intake.tables import consultations, persons
+
+log = structlog.get_logger("tsunagu.intake.use_cases")
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,73 @@ class NewConsultation:
     via: Via = Via.HTTP
     agency_event: str | None = None
     consultation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportedConsultation:
+    """A consultation an agency reported, ready for `receive_reported` (ids derived by the caller).
+
+    With `register` the person is registered first under `consultation.person_id` with
+    these details; otherwise `consultation.person_id`, when given, must name a known person.
+    """
+
+    consultation: NewConsultation
+    actor: Actor
+    causation: EventEnvelope
+    register: PlainDetails | None = None
+
+
+@dataclass(frozen=True)
+class NewStream:
+    """Events that start a stream; `report` is the agency event a consultation stream answers."""
+
+    stream_id: str
+    payloads: list[EventPayload]
+    context: EventContext
+    report: EventEnvelope | None = None
+
+
+# Read-model rows of the batch path: prebuilt statements, one executemany per batch.
+_INSERT_CONSULTATIONS = insert(consultations)
+_INSERT_PERSONS = insert(persons)
+_EXISTING_STREAMS = select(events_table.c.stream_id).where(
+    events_table.c.stream_id.in_(bindparam("stream_ids", expanding=True)), events_table.c.stream_version == 1
+)
+
+
+def consultation_row(p: ConsultationReceived, version: int) -> dict[str, Any]:
+    """The `intake_consultations` row of a received consultation (as `application.project` writes it)."""
+    return {
+        "consultation_id": p.consultation_id,
+        "window_id": p.window_id,
+        "window_type": p.window_type,
+        "district_id": p.district_id,
+        "area_id": p.area_id,
+        "received_at": p.received_at,
+        "fiscal_year": p.fiscal_year,
+        "channel": p.channel.value,
+        "consulted_by": p.consulted_by.value,
+        "categories": [c.value for c in p.categories],
+        "expanded": p.expanded,
+        "compound_need": p.compound_need,
+        "gap_need": p.gap_need,
+        "outcome": p.outcome.value,
+        "person_id": p.person_id,
+        "via": p.via.value,
+        "version": version,
+    }
+
+
+def person_row(envelope: EventEnvelope, p: PersonRegistered) -> dict[str, Any]:
+    """The `intake_persons` row of a registered person (as `application.project` writes it)."""
+    return {
+        "person_id": p.person_id,
+        "district_id": p.district_id,
+        "registered_by_agency": envelope.actoragency or "unknown",
+        "registered_at": envelope.time,
+        "erased_at": None,
+        "version": envelope.streamversion,
+    }
 
 
 @dataclass(frozen=True)
@@ -139,6 +217,116 @@ class Intake(IntakeService):
             expected_version=0,
             conn=conn,
         )
+
+    async def receive_reported(
+        self, conn: AsyncConnection, reports: Sequence[ReportedConsultation]
+    ) -> list[Done | None]:
+        """Many agency reports in the caller's transaction: per report, register the person if asked,
+        then receive the consultation; None for a report whose consultation stream already exists.
+
+        The same commands, events and read-model rows as `register_person` + `receive_consultation`
+        one by one, at batch cost: the keys of every owner are loaded or created in one key-store
+        transaction (committed before any event that uses them), the referenced persons are checked
+        with one query, new streams are appended without loading them (a replay finds its stream
+        taken and is skipped), and the read-model rows are written with one statement per table.
+        Raises like the single commands (InvalidReference, DomainError, PersonErasedError), which
+        fails the caller's whole transaction.
+        """
+        if not reports:
+            return []
+        windows = [self.refs.window(r.consultation.window_id) for r in reports]
+        owners = []
+        referenced = set()
+        for report, window in zip(reports, windows, strict=True):
+            new = report.consultation
+            if new.consultation_id is None:
+                raise ValueError("reported consultations carry their (derived) consultation_id")
+            if report.register is not None:
+                self.refs.district(window.district_id)
+                if new.person_id is None:
+                    raise ValueError("a person to register needs its (derived) person_id")
+            elif new.person_id is not None:
+                referenced.add(new.person_id)
+            owners.append(new.person_id or new.consultation_id)
+        known: set[str] = set()
+        if referenced:
+            rows = await conn.execute(_EXISTING_STREAMS, {"stream_ids": sorted(referenced)})
+            known = {stream_id for (stream_id,) in rows}
+        # One key-store transaction for the batch; erased owners get no key, so sealing for
+        # them raises PersonErasedError below.
+        await self.runtime.keys.prepare(owners)
+        streams: list[NewStream] = []
+        for report, window in zip(reports, windows, strict=True):
+            new = report.consultation
+            consultation_id, person_id = new.consultation_id, new.person_id
+            assert consultation_id is not None
+            context = self.context(report.actor, causation=report.causation)
+            if report.register is not None:
+                assert person_id is not None
+                person = Person()
+                details = await self.seal_details(person_id, report.register)
+                person.register(RegisterPerson(person_id, details, window.district_id))
+                streams.append(NewStream(person_id, person.collect(), context))
+                known.add(person_id)
+            elif person_id is not None and person_id not in known:
+                raise InvalidReference(f"unknown person {person_id}", field="person_id")
+            consultation = Consultation()
+            consultation.receive(
+                ReceiveConsultation(
+                    consultation_id=consultation_id,
+                    window=window,
+                    received_at=new.received_at,
+                    channel=new.channel,
+                    consulted_by=new.consulted_by,
+                    categories=new.categories,
+                    outcome=new.outcome,
+                    person_id=person_id,
+                    summary=await self.seal(person_id or consultation_id, new.summary),
+                    gap_need=new.gap_need,
+                    via=new.via,
+                    agency_event=new.agency_event,
+                )
+            )
+            streams.append(NewStream(consultation_id, consultation.collect(), context, report.causation))
+        person_rows: list[dict[str, Any]] = []
+        consultation_rows: list[dict[str, Any]] = []
+        results: list[Done | None] = []
+        for stream, stored in zip(streams, await self.append_new_streams(conn, streams), strict=True):
+            if stored is None:
+                if stream.report is not None:
+                    # An earlier delivery was applied and the inbox forgot it (e.g. restored
+                    # from a backup); a person stream taken is one registered by it.
+                    log.info(
+                        "intake.agency_report_already_applied",
+                        source=stream.report.source,
+                        event_id=stream.report.id,
+                    )
+                    results.append(None)
+                continue
+            for envelope, payload in zip(stored, stream.payloads, strict=True):
+                if isinstance(payload, ConsultationReceived):
+                    consultation_rows.append(consultation_row(payload, envelope.streamversion))
+                elif isinstance(payload, PersonRegistered):
+                    person_rows.append(person_row(envelope, payload))
+            if stream.report is not None:
+                results.append(Done(stream.stream_id, len(stored), stored))
+        if person_rows:
+            await conn.execute(_INSERT_PERSONS, person_rows)
+        if consultation_rows:
+            await conn.execute(_INSERT_CONSULTATIONS, consultation_rows)
+        return results
+
+    async def append_new_streams(
+        self, conn: AsyncConnection, streams: Sequence[NewStream]
+    ) -> list[list[EventEnvelope] | None]:
+        """Start each stream (expected version 0), in order; None for a stream that already exists.
+
+        The store's head check finds a taken stream before anything is written, so a skipped
+        stream leaves the transaction usable on PostgreSQL too.
+        """
+        appends = [StreamAppend(s.stream_id, 0, [NewEvent(p) for p in s.payloads], s.context) for s in streams]
+        results = await self.runtime.append_many(conn, appends)
+        return [None if isinstance(r, ConcurrencyConflict) else r for r in results]
 
     async def _require_person(
         self, person_id: str, conn: AsyncConnection | None, error: type[DomainError] = InvalidReference
