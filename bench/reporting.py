@@ -31,6 +31,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tsunagu_platform.cli import tune_gc
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.kafka import ensure_topics
 from tsunagu_platform.projection import ProjectionManager
@@ -48,7 +49,7 @@ AS_OF_QUERIES = int(os.environ.get("BENCH_REPORTING_ASOF_QUERIES", "500"))
 CASE_EVENTS = 200
 
 
-async def raw_consume(bootstrap: str, topics: list[str], expected: int) -> tuple[int, float]:
+async def raw_consume(bootstrap: str, topics: list[str], expected: int) -> tuple[int, float, float]:
     """aiokafka alone: every record of the topics, no decoding, fetched as the projection runner fetches them.
 
     Stops at the number of records published (Tansu's ListOffsets answer is not to be trusted)."""
@@ -65,12 +66,12 @@ async def raw_consume(bootstrap: str, topics: list[str], expected: int) -> tuple
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         count = 0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         deadline = started + 300
         while count < expected and time.perf_counter() < deadline:
             fetched = await consumer.getmany(timeout_ms=1000, max_records=5000)
             count += sum(len(r) for r in fetched.values())
-        return count, time.perf_counter() - started
+        return count, time.perf_counter() - started, time.process_time() - cpu
     finally:
         await consumer.stop()
 
@@ -80,10 +81,12 @@ async def migrate(engine: AsyncEngine) -> None:
         await conn.run_sync(platform_metadata.create_all)
 
 
-async def rebuild(engine: AsyncEngine, manager: ProjectionManager) -> tuple[int, float]:
-    started = time.perf_counter()
+async def rebuild(engine: AsyncEngine, manager: ProjectionManager) -> tuple[int, float, float]:
+    """Events, wall seconds and this process's CPU seconds (the figure that other load on the machine
+    disturbs least; the broker runs in its own process)."""
+    started, cpu = time.perf_counter(), time.process_time()
     final = await manager.rebuild(progress=lambda p: print(f"   … {p.describe()}", flush=True), report_every=5.0)
-    return final.events_done, time.perf_counter() - started
+    return final.events_done, time.perf_counter() - started, time.process_time() - cpu
 
 
 async def as_of_latencies(
@@ -129,9 +132,14 @@ async def run(bootstrap: str, workdir: Path) -> dict[str, Any]:
     published = len(items)
     del items, scenario  # hold no copy of the year while measuring (its garbage collection would show as latency)
     gc.collect()
+    tune_gc()  # as in a service process (tsunagu_platform.cli), where rebuilds run
     raw = [await raw_consume(bootstrap, topics, published) for _ in range(2)]
-    raw_rate = statistics.median(c / s for c, s in raw)
-    print(f"   raw aiokafka consume: {raw_rate:,.0f} records/s ({raw[0][0]:,} records)", flush=True)
+    raw_rate = statistics.median(c / s for c, s, _ in raw)
+    raw_cpu = statistics.median(cpu / c * 1e6 for c, _, cpu in raw)
+    print(
+        f"   raw aiokafka consume: {raw_rate:,.0f} records/s ({raw[0][0]:,} records), {raw_cpu:.1f} µs CPU per record",
+        flush=True,
+    )
 
     url = DATABASE or f"sqlite:///{workdir / 'reporting-bench.db'}"
     if DATABASE:
@@ -145,6 +153,7 @@ async def run(bootstrap: str, workdir: Path) -> dict[str, Any]:
         "consultations": plan.community_center + plan.comprehensive_support_center + plan.welfare_council,
         "database": "postgresql" if DATABASE else "sqlite",
         "raw_aiokafka_records_per_s": round(raw_rate),
+        "raw_aiokafka_cpu_us_per_record": round(raw_cpu, 1),
     }
     try:
         for name, projection in (
@@ -152,12 +161,17 @@ async def run(bootstrap: str, workdir: Path) -> dict[str, Any]:
             ("timelines", Timelines(topic_suffix=suffix)),
         ):
             manager = ProjectionManager(engine, projection, bootstrap, max_records=5000)
-            done, seconds = await rebuild(engine, manager)
+            done, seconds, cpu = await rebuild(engine, manager)
             figures[f"{name}_rebuild_events"] = done
             figures[f"{name}_rebuild_seconds"] = round(seconds, 1)
             figures[f"{name}_rebuild_events_per_s"] = round(done / seconds)
+            figures[f"{name}_rebuild_cpu_us_per_event"] = round(cpu / done * 1e6, 1)
             figures[f"{name}_vs_raw"] = round(done / seconds / raw_rate, 3)
-            print(f"   {name} rebuild: {done:,} events in {seconds:.1f} s = {done / seconds:,.0f}/s", flush=True)
+            print(
+                f"   {name} rebuild: {done:,} events in {seconds:.1f} s = {done / seconds:,.0f}/s, "
+                f"{cpu / done * 1e6:.1f} µs CPU per event",
+                flush=True,
+            )
             if name == "timelines":
                 rng = random.Random(7)
                 moments = [start + timedelta(minutes=rng.uniform(0, CASE_EVENTS * 1.3)) for _ in range(AS_OF_QUERIES)]

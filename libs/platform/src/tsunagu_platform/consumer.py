@@ -45,7 +45,7 @@ from tsunagu_events.topics import dlq_topic
 from tsunagu_platform.kafka import OutgoingMessage, Publisher
 from tsunagu_platform.logging import bound_to
 from tsunagu_platform.metrics import BATCH_SECONDS, CONSUMED, DEAD_LETTERED, HELD
-from tsunagu_platform.sql import insert_ignoring_duplicates, insert_returning_new, upsert
+from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates, insert_returning_new
 from tsunagu_platform.tables import held_events, inbox, stream_positions
 
 log = structlog.get_logger("tsunagu.consumer")
@@ -66,14 +66,12 @@ class IncomingRecord:
 
     @classmethod
     def from_consumer_record(cls, record: Any) -> IncomingRecord:
-        return cls(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=tuple((k, v if v is not None else b"") for k, v in (record.headers or ())),
-        )
+        headers = tuple(record.headers or ())
+        for _name, value in headers:
+            if value is None:  # rare: a header without a value reads as empty
+                headers = tuple((k, v if v is not None else b"") for k, v in headers)
+                break
+        return cls(record.topic, record.partition, record.offset, record.key, record.value, headers)
 
 
 @dataclass(frozen=True)
@@ -174,6 +172,15 @@ class DeadLetters:
 _ANY_HELD = select(held_events.c.version).where(held_events.c.consumer == bindparam("consumer")).limit(1)
 
 
+POSITIONS = BulkInsert(
+    stream_positions,
+    ("consumer", "stream_id", "version"),
+    on_conflict="update",
+    keys=("consumer", "stream_id"),
+    update=("version",),
+)
+
+
 class StreamSequencer:
     """Applies each stream's events in version order for one consumer.
 
@@ -218,17 +225,7 @@ class StreamSequencer:
             waiting[stream] = {v: e for v, e in waiting.get(stream, {}).items() if v > positions[stream]}
         await self._forget_held(conn, released_from_store)
         await self._hold(conn, [e for held in waiting.values() for e in held.values()], positions)
-        await upsert(
-            conn,
-            stream_positions,
-            [
-                {"consumer": self.consumer, "stream_id": s, "version": v}
-                for s, v in positions.items()
-                if v != start.get(s, 0)
-            ],
-            keys=["consumer", "stream_id"],
-            update=["version"],
-        )
+        await POSITIONS.run(conn, [(self.consumer, s, v) for s, v in positions.items() if v != start.get(s, 0)])
         return ready, replays
 
     @staticmethod

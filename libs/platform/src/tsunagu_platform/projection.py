@@ -8,6 +8,12 @@ up, so a reader never sees a half-built projection. Each generation keeps its ow
 checkpoints (next offset per partition) in the same transaction as its effects,
 so a crashed runner resumes exactly where its last commit ended, and its own
 stream positions, so a republished event is not counted twice.
+
+A rebuild replays a whole year, so the runner's per-event overhead is kept out of
+SQLAlchemy's per-row machinery: its bookkeeping rows (stream positions, checkpoints)
+and a projection's bulk rows go to the driver's executemany through statements
+compiled once (`BulkInsert`), and the runner remembers the stream positions it has
+committed instead of reading them back for every batch.
 """
 
 from __future__ import annotations
@@ -23,13 +29,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import MetaData, Table, delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tsunagu_events import EventRegistry, registry
+from tsunagu_events import EventEnvelope, EventRegistry, registry
 from tsunagu_events.envelope import now
 
-from tsunagu_platform.consumer import IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
+from tsunagu_platform.consumer import POSITIONS, IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
 from tsunagu_platform.kafka import end_distance
 from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG
-from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
+from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates
 from tsunagu_platform.tables import held_events, projection_checkpoints, projection_state, stream_positions
 
 log = structlog.get_logger("tsunagu.projection")
@@ -84,6 +90,106 @@ class Progress:
         )
 
 
+_ATTRIBUTE_OF_HEADER = {f"ce_{name}": name for name in EventEnvelope.model_fields if name != "data"}
+_JSON = b"application/json"
+
+
+_CHECKPOINTS = BulkInsert(
+    projection_checkpoints,
+    ("projection", "generation", "topic", "partition", "next_offset"),
+    on_conflict="update",
+    keys=("projection", "generation", "topic", "partition"),
+    update=("next_offset",),
+)
+
+
+class RunnerSequencer(StreamSequencer):
+    """A `StreamSequencer` that remembers the stream positions its runner has committed.
+
+    Only the runner of a generation writes that generation's positions, so what it
+    committed is what is stored: a batch reads back only the streams it has not seen,
+    and none at all when the generation started with no positions (a rebuild from the
+    start). `complete` says that every stored position is in `known`. The runner must
+    call `committed` after its transaction commits and `forget` when it cannot be sure
+    (a failed batch, another writer's checkpoints). Held events (gaps) are handled as
+    by `StreamSequencer`.
+    """
+
+    LIMIT = 1_000_000
+    """Positions remembered at most; past that the memory is dropped and misses are read again."""
+
+    def __init__(self, consumer: str, reg: EventRegistry = registry) -> None:
+        super().__init__(consumer, reg)
+        self.known: dict[str, int] = {}
+        self.complete: bool | None = None  # None: not looked at yet
+
+    def forget(self) -> None:
+        self.known.clear()
+        self.complete = False
+
+    def committed(self, positions: Mapping[str, int]) -> None:
+        self.known.update(positions)
+        if len(self.known) > self.LIMIT:
+            self.forget()
+
+    async def admit_batch(
+        self, conn: AsyncConnection, batch: Sequence[ReceivedEvent]
+    ) -> tuple[list[ReceivedEvent], dict[str, int]]:
+        """Events to apply now, in order, and the positions to remember once committed."""
+        if self.complete is None:
+            stored = await conn.scalar(
+                select(stream_positions.c.version).where(stream_positions.c.consumer == self.consumer).limit(1)
+            )
+            self.complete = stored is None
+        known = self.known
+        positions: dict[str, int] = {}
+        missing: list[str] = []
+        for event in batch:
+            stream = event.envelope.streamid
+            if stream not in positions:
+                found = known.get(stream)
+                if found is not None:
+                    positions[stream] = found
+                elif not self.complete:
+                    missing.append(stream)
+        if missing:
+            positions.update(await self._positions(conn, set(missing)))
+        start = dict(positions)
+        ready: list[ReceivedEvent] = []
+        waiting: dict[str, dict[int, ReceivedEvent]] = {}
+        for event in batch:
+            stream, version = event.envelope.streamid, event.envelope.streamversion
+            last = positions.get(stream, 0)
+            if version == last + 1:
+                ready.append(event)
+                positions[stream] = version
+                if stream in waiting:
+                    ready.extend(self._release(waiting[stream], positions, stream))
+            elif version > last and version not in waiting.get(stream, {}):
+                waiting.setdefault(stream, {})[version] = event
+            # else: a replay, dropped
+        advanced = [s for s, v in positions.items() if v != start.get(s, 0)]
+        if advanced:
+            stored_held = await self._held(conn, advanced)
+            released_from_store: list[tuple[str, int]] = []
+            for stream in advanced:
+                held = stored_held.get(stream, {})
+                if not held:
+                    continue
+                pool = {**held, **waiting.get(stream, {})}
+                before = positions[stream]
+                ready.extend(self._release(pool, positions, stream))
+                released_from_store += [(stream, v) for v in range(before + 1, positions[stream] + 1) if v in held]
+                waiting[stream] = {v: e for v, e in waiting.get(stream, {}).items() if v > positions[stream]}
+            await self._forget_held(conn, released_from_store)
+        if waiting:
+            await self._hold(conn, [e for held in waiting.values() for e in held.values()], positions)
+        changed = {s: v for s, v in positions.items() if v != start.get(s, 0)}
+        await POSITIONS.run(conn, [(self.consumer, s, v) for s, v in changed.items()])
+        # Streams read back unchanged are worth remembering too.
+        return ready, {**{s: v for s, v in start.items() if s not in known}, **changed}
+
+
 def generation_tables(projection: Projection, generation: int) -> Tables:
     return projection.define(MetaData(), generation)
 
@@ -125,7 +231,8 @@ class GenerationRunner:
         self.registry = reg
         self.max_records = max_records
         self.tables = generation_tables(projection, generation)
-        self.sequencer = StreamSequencer(sequencer_name(projection, generation), reg)
+        self.sequencer = RunnerSequencer(sequencer_name(projection, generation), reg)
+        self._committed_checkpoints: dict[tuple[str, int], int] | None = None
         self.events_done = 0
         self.skipped = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -164,17 +271,20 @@ class GenerationRunner:
 
     async def _checkpoints(self) -> dict[tuple[str, int], int]:
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(
-                    projection_checkpoints.c.topic,
-                    projection_checkpoints.c.partition,
-                    projection_checkpoints.c.next_offset,
-                ).where(
-                    projection_checkpoints.c.projection == self.projection.name,
-                    projection_checkpoints.c.generation == self.generation,
-                )
+            return await self._read_checkpoints(conn)
+
+    async def _read_checkpoints(self, conn: AsyncConnection) -> dict[tuple[str, int], int]:
+        rows = await conn.execute(
+            select(
+                projection_checkpoints.c.topic,
+                projection_checkpoints.c.partition,
+                projection_checkpoints.c.next_offset,
+            ).where(
+                projection_checkpoints.c.projection == self.projection.name,
+                projection_checkpoints.c.generation == self.generation,
             )
-            return {(t, p): int(o) for t, p, o in rows}
+        )
+        return {(t, p): int(o) for t, p, o in rows}
 
     async def lag(self) -> int:
         """Records between this generation's position and the end of its topics now."""
@@ -219,30 +329,31 @@ class GenerationRunner:
         next_offsets: dict[tuple[str, int], int] = {}
         for record in records:
             key = (record.topic, record.partition)
-            next_offsets[key] = max(next_offsets.get(key, 0), record.offset + 1)
-        async with self.engine.begin() as conn:
-            ready, _replays = await self.sequencer.admit(conn, decoded)
-            if self.batched:
-                await cast(BatchProjection, self.projection).apply_batch(conn, self.tables, ready)
-            else:
-                for event in ready:
-                    await self.projection.apply(conn, self.tables, event)
-            await upsert(
-                conn,
-                projection_checkpoints,
-                [
-                    {
-                        "projection": self.projection.name,
-                        "generation": self.generation,
-                        "topic": t,
-                        "partition": p,
-                        "next_offset": o,
-                    }
-                    for (t, p), o in next_offsets.items()
-                ],
-                keys=["projection", "generation", "topic", "partition"],
-                update=["next_offset"],
-            )
+            if record.offset >= next_offsets.get(key, 0):
+                next_offsets[key] = record.offset + 1
+        try:
+            async with self.engine.begin() as conn:
+                stored = await self._read_checkpoints(conn)
+                if self._committed_checkpoints is not None and stored != self._committed_checkpoints:
+                    # Someone else advanced this generation: what this runner remembers may be stale.
+                    log.warning("projection.other_writer", projection=self.projection.name, generation=self.generation)
+                    self.sequencer.forget()
+                ready, positions = await self.sequencer.admit_batch(conn, decoded)
+                if self.batched:
+                    await cast(BatchProjection, self.projection).apply_batch(conn, self.tables, ready)
+                else:
+                    for event in ready:
+                        await self.projection.apply(conn, self.tables, event)
+                await _CHECKPOINTS.run(
+                    conn,
+                    [(self.projection.name, self.generation, t, p, o) for (t, p), o in next_offsets.items()],
+                )
+        except BaseException:
+            self.sequencer.forget()
+            self._committed_checkpoints = None
+            raise
+        self.sequencer.committed(positions)
+        self._committed_checkpoints = {**stored, **next_offsets}
         self.events_done += len(ready)
         PROJECTION_EVENTS.labels(self.projection.name).inc(len(ready))
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 _UPSERTS: dict[tuple[str, Table, tuple[str, ...], tuple[str, ...]], Any] = {}
@@ -66,3 +67,72 @@ async def insert_returning_new(
         statement = _RETURNING[key] = _insert(conn, table).on_conflict_do_nothing().returning(returning)
     result = await conn.execute(statement, list(rows))
     return [row[0] for row in result]
+
+
+class BulkInsert:
+    """One INSERT for many rows: compiled once per dialect, run as the driver's executemany.
+
+    SQLAlchemy's own executemany builds and type-processes a parameter dict per row, which
+    costs more than SQLite's insert itself; here rows are plain tuples in `columns` order and
+    only the columns whose type needs it on this dialect (datetimes on SQLite) go through the
+    column type's own bind processor, so what is stored is what SQLAlchemy would store.
+    `on_conflict`: "fail" (a plain insert), "ignore"
+    (ON CONFLICT DO NOTHING) or "update" (ON CONFLICT (keys) DO UPDATE the `update` columns).
+    """
+
+    def __init__(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        *,
+        on_conflict: Literal["fail", "ignore", "update"] = "fail",
+        keys: Sequence[str] = (),
+        update: Sequence[str] = (),
+    ) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self.on_conflict = on_conflict
+        self.keys = tuple(keys)
+        self.update = tuple(update)
+        self._sql: dict[str, str] = {}
+        self._processors: dict[str, list[tuple[int, Callable[[Any], Any]]]] = {}
+
+    def sql(self, dialect: Dialect) -> str:
+        key = f"{dialect.name}:{dialect.paramstyle}"
+        found = self._sql.get(key)
+        if found is not None:
+            return found
+        statement: Any = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(self.table)
+        if self.on_conflict == "ignore":
+            statement = statement.on_conflict_do_nothing()
+        elif self.on_conflict == "update":
+            statement = statement.on_conflict_do_update(
+                index_elements=list(self.keys), set_={name: statement.excluded[name] for name in self.update}
+            )
+        compiled = statement.compile(dialect=dialect, column_keys=list(self.columns))
+        if list(compiled.positiontup or ()) != list(self.columns):
+            # A column default SQLAlchemy would fill in, or columns out of table order.
+            raise ValueError(f"{self.table.name}: give exactly these columns in table order: {compiled.positiontup}")
+        self._sql[key] = found = str(compiled)
+        processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(self.columns):
+            processor = self.table.c[name].type.bind_processor(dialect)
+            if processor is not None:
+                processors.append((index, processor))
+        self._processors[key] = processors
+        return found
+
+    async def run(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        sql = self.sql(conn.dialect)
+        processors = self._processors[f"{conn.dialect.name}:{conn.dialect.paramstyle}"]
+        if processors:
+            converted = []
+            for row in rows:
+                values = list(row)
+                for index, processor in processors:
+                    values[index] = processor(values[index])
+                converted.append(tuple(values))
+            rows = converted
+        await conn.exec_driver_sql(sql, list(rows))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import (
@@ -27,6 +27,7 @@ from tsunagu_events.chain import ChainBreak, chain_hash_of, verify_chain
 from tsunagu_events.envelope import now
 from tsunagu_events.registry import schema_id
 
+from tsunagu_platform.sql import BulkInsert
 from tsunagu_platform.tables import events, outbox
 
 
@@ -104,8 +105,23 @@ _HEADS = select(events.c.stream_id, events.c.stream_version, events.c.chain_hash
     events.c.stream_version
     == select(func.max(_latest.c.stream_version)).where(_latest.c.stream_id == events.c.stream_id).scalar_subquery(),
 )
-_INSERT_EVENTS = insert(events)
-_INSERT_OUTBOX = insert(outbox)
+_INSERT_EVENTS = BulkInsert(
+    events,
+    (
+        "event_id",
+        "stream_id",
+        "stream_version",
+        "event_type",
+        "data_version",
+        "tenant",
+        "occurred_at",
+        "recorded_at",
+        "prev_hash",
+        "chain_hash",
+        "envelope",
+    ),
+)
+_INSERT_OUTBOX = BulkInsert(outbox, ("event_id", "topic", "created_at", "attempts"))
 
 
 async def read_stream(conn: AsyncConnection, stream_id: str) -> list[EventEnvelope]:
@@ -161,8 +177,8 @@ class EventStore:
         if current != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, current)
         stored, event_rows, outbox_rows = self._build(stream_id, current, previous, new_events, context, self.clock())
-        await conn.execute(_INSERT_EVENTS, event_rows)
-        await conn.execute(_INSERT_OUTBOX, outbox_rows)
+        await _INSERT_EVENTS.run(conn, event_rows)
+        await _INSERT_OUTBOX.run(conn, outbox_rows)
         return stored
 
     def _build(
@@ -173,11 +189,11 @@ class EventStore:
         new_events: Sequence[NewEvent],
         context: EventContext,
         recorded_at: datetime,
-    ) -> tuple[list[EventEnvelope], list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[list[EventEnvelope], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """The envelopes after version `current` (chained from `previous`) and their event and outbox rows."""
         stored: list[EventEnvelope] = []
-        event_rows = []
-        outbox_rows = []
+        event_rows: list[tuple[Any, ...]] = []
+        outbox_rows: list[tuple[Any, ...]] = []
         for offset, item in enumerate(new_events, start=1):
             payload = item.payload
             draft = EventEnvelope(
@@ -205,21 +221,21 @@ class EventStore:
             previous = digest
             stored.append(envelope)
             event_rows.append(
-                {
-                    "event_id": envelope.id,
-                    "stream_id": stream_id,
-                    "stream_version": envelope.streamversion,
-                    "event_type": envelope.type,
-                    "data_version": envelope.dataversion,
-                    "tenant": envelope.tenant,
-                    "occurred_at": envelope.time,
-                    "recorded_at": recorded_at,
-                    "prev_hash": envelope.prevhash,
-                    "chain_hash": digest,
-                    "envelope": _dump(structured),
-                }
+                (
+                    envelope.id,
+                    stream_id,
+                    envelope.streamversion,
+                    envelope.type,
+                    envelope.dataversion,
+                    envelope.tenant,
+                    envelope.time,
+                    recorded_at,
+                    envelope.prevhash,
+                    digest,
+                    _dump(structured),
+                )
             )
-            outbox_rows.append({"event_id": envelope.id, "topic": self.topic, "created_at": recorded_at, "attempts": 0})
+            outbox_rows.append((envelope.id, self.topic, recorded_at, 0))
         return stored, event_rows, outbox_rows
 
     async def append_many(
@@ -235,8 +251,8 @@ class EventStore:
         heads = await self._heads(conn, sorted({a.stream_id for a in appends}))
         recorded_at = self.clock()
         results: list[list[EventEnvelope] | ConcurrencyConflict] = []
-        event_rows: list[dict[str, Any]] = []
-        outbox_rows: list[dict[str, Any]] = []
+        event_rows: list[tuple[Any, ...]] = []
+        outbox_rows: list[tuple[Any, ...]] = []
         for item in appends:
             current, previous = heads.get(item.stream_id, (0, GENESIS_HASH))
             if current != item.expected_version:
@@ -252,13 +268,13 @@ class EventStore:
             outbox_rows += boxes
         if event_rows:
             try:
-                await conn.execute(_INSERT_EVENTS, event_rows)
+                await _INSERT_EVENTS.run(conn, event_rows)
             except IntegrityError as error:
                 # A writer of another process got in between the head query and the insert.
                 if "event_id" in str(error.orig).lower():
                     raise DuplicateEvent(str(error.orig)) from None
-                raise ConcurrencyConflict(str(event_rows[0]["stream_id"]), 0, None) from None
-            await conn.execute(_INSERT_OUTBOX, outbox_rows)
+                raise ConcurrencyConflict(str(event_rows[0][1]), 0, None) from None
+            await _INSERT_OUTBOX.run(conn, outbox_rows)
         return results
 
     async def _heads(self, conn: AsyncConnection, stream_ids: Sequence[str]) -> dict[str, tuple[int, str]]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events.contracts.common import fiscal_year_of
 from tsunagu_events.envelope import format_time
@@ -18,7 +19,7 @@ from tsunagu_events.reference import Ward, ward_for
 from tsunagu_events.topics import events_topic
 from tsunagu_platform.consumer import ReceivedEvent
 from tsunagu_platform.projection import Tables
-from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
+from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates
 
 from tsunagu_reporting.domain.facts import (
     CONSULTATION_RECEIVED,
@@ -141,13 +142,14 @@ class AnnualFacts:
 
     async def apply_batch(self, conn: AsyncConnection, tables: Tables, events: Sequence[ReceivedEvent]) -> None:
         """Buffer the common counts and write them in bulk; corrections first flush what they read."""
-        states: list[dict[str, Any]] = []
-        rows: list[dict[str, Any]] = []
+        states: list[tuple[Any, ...]] = []
+        rows: list[tuple[Any, ...]] = []
+        consultations = _bulk(tables["consultations"], CONSULTATION_COLUMNS, on_conflict="ignore")
+        report_group = self.places.report_group
 
         async def flush_states() -> None:
-            if states:
-                await insert_ignoring_duplicates(conn, tables["consultations"], states)
-                states.clear()
+            await consultations.run(conn, states)
+            states.clear()
 
         for event in events:
             envelope = event.envelope
@@ -155,8 +157,20 @@ class AnnualFacts:
             kind = envelope.type
             facts: list[Fact]
             if kind == CONSULTATION_RECEIVED:
-                state = consultation_state(data, self.places.report_group(str(data["window_type"])))
-                states.append(_state_row(state))
+                state = consultation_state(data, report_group(str(data["window_type"])))
+                states.append(
+                    (
+                        state.consultation_id,
+                        state.fiscal_year,
+                        state.report_group,
+                        state.district_id,
+                        state.area_id,
+                        state.occurred_on,
+                        state.expanded,
+                        state.compound_need,
+                        state.gap_need,
+                    )
+                )
                 facts = consultation_facts(state)
             elif kind in (CONSULTATION_RECLASSIFIED, GAP_NEED_MARKED):
                 await flush_states()
@@ -166,25 +180,27 @@ class AnnualFacts:
             else:
                 facts = referral_facts(kind, data, self.places.place_of_agency)
                 facts += await self._track_referral(conn, tables, kind, data)
+            if not facts:
+                continue
+            event_id = envelope.id
             recorded = format_time(envelope.time)
             rows += [
-                {
-                    "event_id": envelope.id,
-                    "fiscal_year": f.fiscal_year,
-                    "metric": f.metric,
-                    "dimension": f.dimension,
-                    "district_id": f.district_id,
-                    "area_id": f.area_id,
-                    "value": f.value,
-                    "occurred_on": f.occurred_on,
-                    "recorded_at": recorded,
-                    "subject": f.subject,
-                }
+                (
+                    event_id,
+                    f.fiscal_year,
+                    f.metric,
+                    f.dimension,
+                    f.district_id,
+                    f.area_id,
+                    f.value,
+                    f.occurred_on,
+                    recorded,
+                    f.subject,
+                )
                 for f in facts
             ]
         await flush_states()
-        if rows:
-            await conn.execute(tables["facts"].insert(), rows)
+        await _bulk(tables["facts"], FACT_COLUMNS).run(conn, rows)
 
     async def _correct(self, conn: AsyncConnection, tables: Tables, kind: str, data: dict[str, Any]) -> list[Fact]:
         table = tables["consultations"]
@@ -279,18 +295,47 @@ def _instant(value: Any) -> str:
     return format_time(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
 
 
-def _state_row(state: ConsultationState) -> dict[str, Any]:
-    return {
-        "consultation_id": state.consultation_id,
-        "fiscal_year": state.fiscal_year,
-        "report_group": state.report_group,
-        "district_id": state.district_id,
-        "area_id": state.area_id,
-        "occurred_on": state.occurred_on,
-        "expanded": state.expanded,
-        "compound_need": state.compound_need,
-        "gap_need": state.gap_need,
-    }
+FACT_COLUMNS = (
+    "event_id",
+    "fiscal_year",
+    "metric",
+    "dimension",
+    "district_id",
+    "area_id",
+    "value",
+    "occurred_on",
+    "recorded_at",
+    "subject",
+)
+CONSULTATION_COLUMNS = (
+    "consultation_id",
+    "fiscal_year",
+    "report_group",
+    "district_id",
+    "area_id",
+    "occurred_on",
+    "expanded",
+    "compound_need",
+    "gap_need",
+)
+
+_BULK: dict[tuple[str, tuple[str, ...], str], BulkInsert] = {}
+
+
+def _bulk(
+    table: Table,
+    columns: Sequence[str],
+    *,
+    on_conflict: Literal["fail", "ignore", "update"] = "fail",
+    keys: Sequence[str] = (),
+    update: Sequence[str] = (),
+) -> BulkInsert:
+    """The prebuilt insert of these columns into this generation's table."""
+    key = (table.name, tuple(columns), f"{on_conflict}:{','.join(keys)}:{','.join(update)}")
+    found = _BULK.get(key)
+    if found is None:
+        _BULK[key] = found = BulkInsert(table, columns, on_conflict=on_conflict, keys=keys, update=update)
+    return found
 
 
 LINK_FIELDS = ("case_id", "consultation_id", "referral_id", "participation_id")
@@ -351,34 +396,29 @@ class Timelines:
 
     async def apply_batch(self, conn: AsyncConnection, tables: Tables, events: Sequence[ReceivedEvent]) -> None:
         """Look up every link of the batch at once, keep them in memory, write entries in bulk."""
-        wanted = {
-            f"{name}:{e.envelope.data[name]}"
-            for e in events
-            for name in LINK_FIELDS
-            if isinstance(e.envelope.data.get(name), str)
-        }
-        known: dict[str, tuple[str | None, str | None]] = {}
-        if wanted:
-            links = tables["links"]
-            found = await conn.execute(
-                select(links.c.key, links.c.person_id, links.c.case_id).where(links.c.key.in_(sorted(wanted)))
-            )
-            known = {str(k): (p, c) for k, p, c in found}
-        new_links: dict[str, dict[str, Any]] = {}
-        entries: list[dict[str, Any]] = []
-        grants: list[dict[str, Any]] = []
+        keys_of: list[list[str]] = []
+        wanted: set[str] = set()
+        for e in events:
+            data = e.envelope.data
+            keys = [f"{name}:{data[name]}" for name in LINK_FIELDS if isinstance(data.get(name), str)]
+            keys_of.append(keys)
+            wanted.update(keys)
+        known = await _links_of(conn, tables["links"], wanted)
+        new_links: dict[str, tuple[str, str | None, str | None]] = {}
+        entries: list[tuple[Any, ...]] = []
+        grants: list[tuple[Any, ...]] = []
         received = received_now()
+        grants_insert = _bulk(tables["grants"], GRANT_COLUMNS, on_conflict="ignore")
 
         async def flush_grants() -> None:
-            await insert_ignoring_duplicates(conn, tables["grants"], grants)
+            await grants_insert.run(conn, grants)
             grants.clear()
 
-        for event in events:
+        for event, keys in zip(events, keys_of, strict=True):
             envelope = event.envelope
             data = envelope.data
             persons = persons_in(data)
             case_id = data.get("case_id") if isinstance(data.get("case_id"), str) else None
-            keys = [f"{name}:{data[name]}" for name in LINK_FIELDS if isinstance(data.get(name), str)]
             for key in keys:
                 linked_person, linked_case = known.get(key, (None, None))
                 if not persons and linked_person:
@@ -390,23 +430,27 @@ class Timelines:
             person = persons[0] if persons else None
             for key in keys:
                 known[key] = (person, case_id)
-                new_links[key] = {"key": key, "person_id": person, "case_id": case_id}
+                new_links[key] = (key, person, case_id)
             recorded = format_time(envelope.time)
             body = json.dumps(redact(data, service_of(envelope.type)), ensure_ascii=False, sort_keys=True)
-            base = {
-                "event_id": envelope.id,
-                "event_type": envelope.type,
-                "stream_id": envelope.streamid,
-                "stream_version": envelope.streamversion,
-                "case_id": case_id,
-                "recorded_at": recorded,
-                "received_at": received,
-                "agency_id": agency_of(data, envelope.actoragency),
-                "actor_staff": envelope.actorstaff,
-                "data": body,
-            }
+            agency = agency_of(data, envelope.actoragency)
             targets: list[str | None] = [*persons] or [None]
-            entries += [{**base, "person_id": p} for p in targets]
+            entries += [
+                (
+                    envelope.id,
+                    envelope.type,
+                    envelope.streamid,
+                    envelope.streamversion,
+                    p,
+                    case_id,
+                    recorded,
+                    received,
+                    agency,
+                    envelope.actorstaff,
+                    body,
+                )
+                for p in targets
+            ]
             if short_type(envelope.type) == "ConsentWithdrawn":
                 await flush_grants()
                 table = tables["grants"]
@@ -417,16 +461,53 @@ class Timelines:
                 )
             else:
                 grants += self._grants(envelope.type, data, persons, recorded)
-        await upsert(conn, tables["links"], list(new_links.values()), keys=["key"], update=["person_id", "case_id"])
-        if entries:
-            await conn.execute(tables["entries"].insert(), entries)
+        links = _bulk(
+            tables["links"], LINK_COLUMNS, on_conflict="update", keys=["key"], update=["person_id", "case_id"]
+        )
+        await links.run(conn, list(new_links.values()))
+        await _bulk(tables["entries"], ENTRY_COLUMNS).run(conn, entries)
         await flush_grants()
 
-    def _grants(self, kind: str, data: dict[str, Any], persons: list[str], at: str) -> list[dict[str, Any]]:
+    def _grants(self, kind: str, data: dict[str, Any], persons: list[str], at: str) -> list[tuple[Any, ...]]:
         consent = short_type(kind) == "ConsentGiven"
         windows = self.places.windows_of(data.get("district_id")) if consent else []
-        return [
-            {"person_id": p, "agency_id": g.agency_id, "basis": g.basis, "reference": g.reference, "granted_at": at}
-            for p in persons
-            for g in grants_of(kind, data, windows)
-        ]
+        return [(p, g.agency_id, g.basis, g.reference, at) for p in persons for g in grants_of(kind, data, windows)]
+
+
+ENTRY_COLUMNS = (
+    "event_id",
+    "event_type",
+    "stream_id",
+    "stream_version",
+    "person_id",
+    "case_id",
+    "recorded_at",
+    "received_at",
+    "agency_id",
+    "actor_staff",
+    "data",
+)
+LINK_COLUMNS = ("key", "person_id", "case_id")
+GRANT_COLUMNS = ("person_id", "agency_id", "basis", "reference", "granted_at")
+
+
+async def _links_of(conn: AsyncConnection, links: Table, keys: set[str]) -> dict[str, tuple[str | None, str | None]]:
+    """The stored (person, case) of each of these link keys that has one.
+
+    On SQLite the keys travel as one JSON array parameter (json_each): an IN list of thousands
+    of bound values costs SQLAlchemy more to render than SQLite to answer.
+    """
+    if not keys:
+        return {}
+    found: Result[Any]
+    if conn.dialect.name == "sqlite":
+        found = await conn.exec_driver_sql(
+            f'SELECT "key", person_id, case_id FROM {links.name} WHERE "key" IN (SELECT value FROM json_each(?))',
+            (json.dumps(sorted(keys)),),
+        )
+    else:
+        found = await conn.execute(
+            select(links.c.key, links.c.person_id, links.c.case_id).where(links.c.key.in_(sorted(keys)))
+        )
+    rows: list[Any] = list(found)
+    return {str(key): (person, case) for key, person, case in rows}
