@@ -2,11 +2,17 @@
 
 Figures, each with a baseline measured in the same run:
 
-- http: `POST /consultations` through the whole HTTP edge in process (httpx ASGI
-  transport: token check, validation, sealing the summary, loading the stream,
-  deciding, appending event + outbox + read-model row in one transaction), from
-  CONCURRENCY client tasks; no network socket, so it is the service's ceiling,
-  not uvicorn's;
+- served_http: `POST /consultations` to the service as operators run it (its own
+  process, uvicorn with uvloop/httptools, the SQLite file, the Tansu broker, relay
+  publishing meanwhile; bench/http_load.py) from CONCURRENCY keep-alive connections
+  of a thin client in this process: token check, validation, sealing the summary
+  under a new key, deciding, appending event + outbox + read-model row — concurrent
+  requests committed together (group commit). Beside it `GET /health/live` on the
+  same server (the HTTP stack's own ceiling here) and the server's CPU per request;
+  the consultations table is counted afterwards;
+- http_in_process: the same requests through httpx's ASGI transport in this
+  process (client and service share one core: a floor, kept for comparison with
+  earlier runs);
 - inbound_consumer: `ConsultationReported` records handed to the inbound
   consumer in the service's batches (`consumer_batch`, 2,000: decode, inbox,
   keys of the batch in one key-store transaction, seal, decide, append — one
@@ -53,9 +59,12 @@ from tsunagu_intake.settings import IntakeSettings
 from tsunagu_intake.tables import consultations
 from tsunagu_platform.auth import Role, mint
 from tsunagu_platform.consumer import EventConsumer, IncomingRecord
+from tsunagu_platform.db import create_engine
 from tsunagu_platform.kafka import ensure_topics
 from tsunagu_platform.store import EventContext, NewEvent
 from tsunagu_platform.tansu import TansuBroker
+
+from bench.http_load import drive, health_requests, request_bytes, service_process
 
 N = int(os.environ.get("BENCH_CONSULTATIONS", "2000"))
 CONCURRENCY = 16
@@ -212,6 +221,35 @@ async def _until(check: Callable[[int], bool], app: Any, timeout: float) -> floa
     return time.perf_counter()
 
 
+async def _served_http(var: Path, bootstrap: str) -> dict[str, float]:
+    token = mint(KEY, tenant="131121", agency=WINDOW, role=Role.STAFF, staff="b")
+    requests = [request_bytes("POST", "/consultations", token, _body(i)) for i in range(N + 50)]
+    with service_process("tsunagu_intake", var, bootstrap, {"TOKEN_SIGNING_KEY": KEY}) as served:
+        await drive(served.port, requests[:50], CONCURRENCY)  # warm up
+        cpu = served.cpu_seconds()
+        health = await drive(served.port, health_requests(N), CONCURRENCY)
+        health_cpu = served.cpu_seconds() - cpu
+        cpu = served.cpu_seconds()
+        load = await drive(served.port, requests[50:], CONCURRENCY)
+        used = served.cpu_seconds() - cpu
+    if set(load.statuses) != {201} or set(health.statuses) != {200}:
+        raise AssertionError(f"requests failed: {load.statuses}, {health.statuses}")
+    engine = create_engine(f"sqlite:///{var / 'intake.db'}", for_writes=False)
+    try:
+        async with engine.connect() as conn:
+            stored = int(await conn.scalar(select(func.count()).select_from(consultations)) or 0)
+    finally:
+        await engine.dispose()
+    if stored != N + 50:
+        raise AssertionError(f"{stored} consultations stored, {N + 50} sent")
+    return {
+        "per_s": load.per_second,
+        "server_cpu_us": 1e6 * used / load.count,
+        "health_per_s": health.per_second,
+        "health_server_cpu_us": 1e6 * health_cpu / health.count,
+    }
+
+
 async def _all() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tsunagu-bench-intake-") as folder:
         root = Path(folder)
@@ -220,17 +258,22 @@ async def _all() -> dict[str, Any]:
         consumer, consumer_cpu_us = await _inbound_consumer(root / "consumer")
         with TansuBroker() as broker:
             topic = await _inbound_topic(root / "topic", broker.bootstrap_servers)
+            served = await _served_http(root / "served", broker.bootstrap_servers)
     return {
         "consultations": N,
         "baseline_store_append_per_s": round(baseline),
-        "http_per_s": round(http),
+        "served_http_per_s": round(served["per_s"]),
+        "served_http_server_cpu_us_per_request": round(served["server_cpu_us"]),
+        "served_health_per_s": round(served["health_per_s"]),
+        "served_health_server_cpu_us_per_request": round(served["health_server_cpu_us"]),
+        "http_in_process_per_s": round(http),
         "http_concurrency": CONCURRENCY,
         "inbound_consumer_per_s": round(consumer),
         "inbound_consumer_cpu_us_per_record": round(consumer_cpu_us),
         "inbound_topic_per_s": topic["per_second"],
         "inbound_topic_start_to_first_applied_s": topic["start_to_first_applied_s"],
         "inbound_topic_start_to_all_applied_s": topic["start_to_all_applied_s"],
-        "http_target_met": http >= HTTP_TARGET,
+        "http_target_met": served["per_s"] >= HTTP_TARGET,
         "inbound_target_met": topic["per_second"] >= INBOUND_TARGET,
     }
 

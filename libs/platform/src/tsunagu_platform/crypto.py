@@ -17,6 +17,7 @@ import base64
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.contracts.common import Sealed
 
+from tsunagu_platform.db import is_sqlite
+from tsunagu_platform.group_commit import GroupCommit
 from tsunagu_platform.sql import insert_returning_new
 
 keystore_metadata = MetaData()
@@ -112,6 +115,12 @@ class KeyStore:
         self._cache: OrderedDict[str, AESGCM] = OrderedDict()
         # Bumped by every erasure: a load that overlapped one must not cache what it read.
         self._erasures = 0
+        # Window staff create a key per new person or consultation: on SQLite, those arriving
+        # together share the key database's commit (group_commit.py).
+        self._group = GroupCommit(engine, service=f"{keyring}-keys") if is_sqlite(engine) else None
+
+    def _transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._group.transaction() if self._group is not None else self.engine.begin()
 
     @property
     def _master(self) -> AESGCM:
@@ -212,7 +221,7 @@ class KeyStore:
             if cached is not None:
                 return cached
             erasures = self._erasures
-            async with self.engine.begin() as conn:
+            async with self._transaction() as conn:
                 row = (await conn.execute(_SELECT_KEY, {"person_id": person_id})).first()
                 if row is None:
                     if not create:
