@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,7 +16,7 @@ from tsunagu_events.contracts.referral import ReferralOutcome
 from tsunagu_events.reference import Ward
 from tsunagu_platform.auth import Principal
 from tsunagu_platform.runtime import ServiceRuntime
-from tsunagu_platform.sql import upsert
+from tsunagu_platform.sql import BulkInsert
 
 from tsunagu_referral import consent_view
 from tsunagu_referral.clock import Clock, today_in_japan
@@ -34,6 +33,34 @@ from tsunagu_referral.domain.referral import (
 )
 from tsunagu_referral.streams import append, load, load_in, new_stream_id
 from tsunagu_referral.tables import meetings, referrals
+
+# The read-model row of a referral, written with each of its events (state, outcome and
+# version change; who, what and when it was requested stay as first written).
+_UPSERT_REFERRAL = BulkInsert(
+    referrals,
+    (
+        "referral_id",
+        "person_id",
+        "case_id",
+        "from_agency_id",
+        "to_agency_id",
+        "categories",
+        "legal_basis",
+        "meeting_id",
+        "handover_lead",
+        "state",
+        "due_on",
+        "overdue",
+        "outcome",
+        "decline_reason",
+        "version",
+        "requested_at",
+        "updated_at",
+    ),
+    on_conflict="update",
+    keys=("referral_id",),
+    update=("state", "overdue", "outcome", "decline_reason", "version", "updated_at"),
+)
 
 
 class PersonErased(InvalidTransition):
@@ -186,29 +213,23 @@ class ReferralService:
 
     async def _project(self, conn: AsyncConnection, referral: Referral, decided: list[EventPayload]) -> None:
         now = self.clock()
-        row: dict[str, Any] = {
-            "referral_id": referral.referral_id,
-            "person_id": referral.person_id,
-            "case_id": referral.case_id,
-            "from_agency_id": referral.from_agency_id,
-            "to_agency_id": referral.to_agency_id,
-            "categories": json.dumps([c.value for c in referral.categories]),
-            "legal_basis": referral.legal_basis.value if referral.legal_basis else "consent",
-            "meeting_id": referral.meeting_id,
-            "handover_lead": referral.handover_lead,
-            "state": referral.state.value,
-            "due_on": referral.due_on,
-            "overdue": referral.overdue,
-            "outcome": referral.outcome.value if referral.outcome else None,
-            "decline_reason": referral.decline_reason,
-            "version": referral.version,
-            "requested_at": now,
-            "updated_at": now,
-        }
-        await upsert(
-            conn,
-            referrals,
-            [row],
-            keys=["referral_id"],
-            update=["state", "overdue", "outcome", "decline_reason", "version", "updated_at"],
+        row = (
+            referral.referral_id,
+            referral.person_id,
+            referral.case_id,
+            referral.from_agency_id,
+            referral.to_agency_id,
+            json.dumps([c.value for c in referral.categories]),
+            referral.legal_basis.value if referral.legal_basis else "consent",
+            referral.meeting_id,
+            referral.handover_lead,
+            referral.state.value,
+            referral.due_on,
+            referral.overdue,
+            referral.outcome.value if referral.outcome else None,
+            referral.decline_reason,
+            referral.version,
+            now,
+            now,
         )
+        await _UPSERT_REFERRAL.run(conn, [row])
