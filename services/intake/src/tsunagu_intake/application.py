@@ -253,32 +253,46 @@ class IntakeService:
             )
 
 
+def consultation_row(p: ConsultationReceived, version: int) -> dict[str, Any]:
+    """The `intake_consultations` row of a received consultation."""
+    return {
+        "consultation_id": p.consultation_id,
+        "window_id": p.window_id,
+        "window_type": p.window_type,
+        "district_id": p.district_id,
+        "area_id": p.area_id,
+        "received_at": p.received_at,
+        "fiscal_year": p.fiscal_year,
+        "channel": p.channel.value,
+        "consulted_by": p.consulted_by.value,
+        "categories": [c.value for c in p.categories],
+        "expanded": p.expanded,
+        "compound_need": p.compound_need,
+        "gap_need": p.gap_need,
+        "outcome": p.outcome.value,
+        "person_id": p.person_id,
+        "via": p.via.value,
+        "version": version,
+    }
+
+
+def person_row(envelope: EventEnvelope, p: PersonRegistered) -> dict[str, Any]:
+    """The `intake_persons` row of a registered person."""
+    return {
+        "person_id": p.person_id,
+        "district_id": p.district_id,
+        "registered_by_agency": envelope.actoragency or "unknown",
+        "registered_at": envelope.time,
+        "erased_at": None,
+        "version": envelope.streamversion,
+    }
+
+
 async def project(conn: AsyncConnection, envelope: EventEnvelope, p: EventPayload) -> None:
     """Keep the read models in step with one stored event (same transaction)."""
     version = envelope.streamversion
     if isinstance(p, ConsultationReceived):
-        await conn.execute(
-            INSERT["consultations"],
-            dict(
-                consultation_id=p.consultation_id,
-                window_id=p.window_id,
-                window_type=p.window_type,
-                district_id=p.district_id,
-                area_id=p.area_id,
-                received_at=p.received_at,
-                fiscal_year=p.fiscal_year,
-                channel=p.channel.value,
-                consulted_by=p.consulted_by.value,
-                categories=[c.value for c in p.categories],
-                expanded=p.expanded,
-                compound_need=p.compound_need,
-                gap_need=p.gap_need,
-                outcome=p.outcome.value,
-                person_id=p.person_id,
-                via=p.via.value,
-                version=version,
-            ),
-        )
+        await conn.execute(INSERT["consultations"], consultation_row(p, version))
     elif isinstance(p, ConsultationReclassified):
         await _update(
             conn,
@@ -293,16 +307,7 @@ async def project(conn: AsyncConnection, envelope: EventEnvelope, p: EventPayloa
     elif isinstance(p, GapNeedMarked):
         await _update(conn, p.consultation_id, gap_need=p.marked, version=version)
     elif isinstance(p, PersonRegistered):
-        await conn.execute(
-            INSERT["persons"],
-            dict(
-                person_id=p.person_id,
-                district_id=p.district_id,
-                registered_by_agency=envelope.actoragency or "unknown",
-                registered_at=envelope.time,
-                version=version,
-            ),
-        )
+        await conn.execute(INSERT["persons"], person_row(envelope, p))
     elif isinstance(p, PersonDetailsCorrected):
         values: dict[str, Any] = {"version": version}
         if p.district_id is not None:

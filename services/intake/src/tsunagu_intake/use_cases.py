@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor, EventEnvelope
 from tsunagu_events.contracts.common import ConsultationCategory, Sealed
@@ -29,7 +29,7 @@ from tsunagu_events.registry import EventPayload
 from tsunagu_platform.store import ConcurrencyConflict, EventContext, NewEvent, StreamAppend
 from tsunagu_platform.tables import events as events_table
 
-from tsunagu_intake.application import Done, IntakeService, new_id
+from tsunagu_intake.application import INSERT, Done, IntakeService, consultation_row, new_id, person_row
 from tsunagu_intake.domain.case import (
     AdoptPlan,
     Case,
@@ -47,6 +47,7 @@ from tsunagu_intake.domain.consultation import (
     MarkGapNeed,
     ReceiveConsultation,
     ReclassifyConsultation,
+    Window,
 )
 from tsunagu_intake.domain.errors import DomainError, InvalidReference, UnknownAggregate
 from tsunagu_intake.domain.household import Household, LinkHousehold
@@ -60,7 +61,6 @@ from tsunagu_intake.domain.person import (
     SealedDetails,
     WithdrawConsent,
 )
-from tsunagu_intake.tables import consultations, persons
 
 log = structlog.get_logger("tsunagu.intake.use_cases")
 
@@ -117,46 +117,9 @@ class NewStream:
 
 
 # Read-model rows of the batch path: prebuilt statements, one executemany per batch.
-_INSERT_CONSULTATIONS = insert(consultations)
-_INSERT_PERSONS = insert(persons)
 _EXISTING_STREAMS = select(events_table.c.stream_id).where(
     events_table.c.stream_id.in_(bindparam("stream_ids", expanding=True)), events_table.c.stream_version == 1
 )
-
-
-def consultation_row(p: ConsultationReceived, version: int) -> dict[str, Any]:
-    """The `intake_consultations` row of a received consultation (as `application.project` writes it)."""
-    return {
-        "consultation_id": p.consultation_id,
-        "window_id": p.window_id,
-        "window_type": p.window_type,
-        "district_id": p.district_id,
-        "area_id": p.area_id,
-        "received_at": p.received_at,
-        "fiscal_year": p.fiscal_year,
-        "channel": p.channel.value,
-        "consulted_by": p.consulted_by.value,
-        "categories": [c.value for c in p.categories],
-        "expanded": p.expanded,
-        "compound_need": p.compound_need,
-        "gap_need": p.gap_need,
-        "outcome": p.outcome.value,
-        "person_id": p.person_id,
-        "via": p.via.value,
-        "version": version,
-    }
-
-
-def person_row(envelope: EventEnvelope, p: PersonRegistered) -> dict[str, Any]:
-    """The `intake_persons` row of a registered person (as `application.project` writes it)."""
-    return {
-        "person_id": p.person_id,
-        "district_id": p.district_id,
-        "registered_by_agency": envelope.actoragency or "unknown",
-        "registered_at": envelope.time,
-        "erased_at": None,
-        "version": envelope.streamversion,
-    }
 
 
 @dataclass(frozen=True)
@@ -193,9 +156,19 @@ class Intake(IntakeService):
         consultation_id = new.consultation_id or new_id("consultation")
         if new.person_id is not None:
             await self._require_person(new.person_id, conn)
+        command = await self._receive_command(new, consultation_id, window)
+        return await self.execute(
+            Consultation,
+            consultation_id,
+            lambda c: c.receive(command),
+            self.context(actor, causation=causation),
+            expected_version=0,
+            conn=conn,
+        )
+
+    async def _receive_command(self, new: NewConsultation, consultation_id: str, window: Window) -> ReceiveConsultation:
         # Without a person the summary is sealed under the consultation's own key.
-        summary = await self.seal(new.person_id or consultation_id, new.summary)
-        command = ReceiveConsultation(
+        return ReceiveConsultation(
             consultation_id=consultation_id,
             window=window,
             received_at=new.received_at,
@@ -204,18 +177,10 @@ class Intake(IntakeService):
             categories=new.categories,
             outcome=new.outcome,
             person_id=new.person_id,
-            summary=summary,
+            summary=await self.seal(new.person_id or consultation_id, new.summary),
             gap_need=new.gap_need,
             via=new.via,
             agency_event=new.agency_event,
-        )
-        return await self.execute(
-            Consultation,
-            consultation_id,
-            lambda c: c.receive(command),
-            self.context(actor, causation=causation),
-            expected_version=0,
-            conn=conn,
         )
 
     async def receive_reported(
@@ -271,22 +236,7 @@ class Intake(IntakeService):
             elif person_id is not None and person_id not in known:
                 raise InvalidReference(f"unknown person {person_id}", field="person_id")
             consultation = Consultation()
-            consultation.receive(
-                ReceiveConsultation(
-                    consultation_id=consultation_id,
-                    window=window,
-                    received_at=new.received_at,
-                    channel=new.channel,
-                    consulted_by=new.consulted_by,
-                    categories=new.categories,
-                    outcome=new.outcome,
-                    person_id=person_id,
-                    summary=await self.seal(person_id or consultation_id, new.summary),
-                    gap_need=new.gap_need,
-                    via=new.via,
-                    agency_event=new.agency_event,
-                )
-            )
+            consultation.receive(await self._receive_command(new, consultation_id, window))
             streams.append(NewStream(consultation_id, consultation.collect(), context, report.causation))
         person_rows: list[dict[str, Any]] = []
         consultation_rows: list[dict[str, Any]] = []
@@ -311,9 +261,9 @@ class Intake(IntakeService):
             if stream.report is not None:
                 results.append(Done(stream.stream_id, len(stored), stored))
         if person_rows:
-            await conn.execute(_INSERT_PERSONS, person_rows)
+            await conn.execute(INSERT["persons"], person_rows)
         if consultation_rows:
-            await conn.execute(_INSERT_CONSULTATIONS, consultation_rows)
+            await conn.execute(INSERT["consultations"], consultation_rows)
         return results
 
     async def append_new_streams(
