@@ -37,11 +37,17 @@ def chain_hash(previous_hash: str, event: EventEnvelope) -> str:
 
 def chain_hash_of(previous_hash: str, structured: Mapping[str, Any]) -> str:
     """The hash from the structured form, for writers that already built it."""
+    return chain_link(previous_hash, structured)[0]
+
+
+def chain_link(previous_hash: str, structured: Mapping[str, Any]) -> tuple[str, str]:
+    """The hash and the canonical text it covers, for writers that store the text too."""
+    text = canonical_text(structured)
     digest = hashlib.sha256()
     digest.update(previous_hash.encode("ascii"))
     digest.update(b"\n")
-    digest.update(canonical_text(structured).encode("utf-8"))
-    return digest.hexdigest()
+    digest.update(text.encode("utf-8"))
+    return digest.hexdigest(), text
 
 
 @dataclass(frozen=True)

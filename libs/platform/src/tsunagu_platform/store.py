@@ -23,7 +23,7 @@ from tsunagu_events import (
     EventPayload,
     new_event_id,
 )
-from tsunagu_events.chain import ChainBreak, chain_hash_of, verify_chain
+from tsunagu_events.chain import ChainBreak, chain_link, verify_chain
 from tsunagu_events.envelope import now
 from tsunagu_events.registry import schema_id
 
@@ -214,10 +214,11 @@ class EventStore:
                 prevhash=previous,
                 data=payload.to_data(),
             )
-            structured = draft.to_structured()
-            digest = chain_hash_of(previous, structured)
-            structured["chainhash"] = digest
+            digest, canonical = chain_link(previous, draft.to_structured())
             envelope = draft.model_copy(update={"chainhash": digest})
+            # The stored text is the canonical text with the two hashes in front: the same JSON
+            # object as the structured form, without encoding it a second time.
+            text = '{"chainhash":"' + digest + '","prevhash":"' + previous + '",' + canonical[1:]
             previous = digest
             stored.append(envelope)
             event_rows.append(
@@ -232,7 +233,7 @@ class EventStore:
                     recorded_at,
                     envelope.prevhash,
                     digest,
-                    _dump(structured),
+                    text,
                 )
             )
             outbox_rows.append((envelope.id, self.topic, recorded_at, 0))
