@@ -136,3 +136,22 @@ async def test_a_command_cancelled_while_waiting_does_not_leave_the_group_open(e
     async with asyncio.timeout(5):
         async with engine.begin() as conn:
             assert await conn.scalar(select(func.count()).select_from(events)) == 1
+
+
+async def test_a_transaction_opened_inside_another_of_the_same_task_is_refused_not_hung(engine: AsyncEngine) -> None:
+    group = GroupCommit(engine, service="test-nested")
+    store = EventStore(engine, topic="t")
+
+    async def nested() -> None:
+        async with group.transaction() as conn:
+            await store.append("outer", 0, tallies(1), CONTEXT, conn=conn)
+            async with group.transaction():
+                pass
+
+    async with asyncio.timeout(5):
+        with pytest.raises(RuntimeError, match="inside another"):
+            await nested()
+    assert await store.read("outer") == []
+    async with group.transaction() as conn:  # the group is usable afterwards
+        await store.append("after", 0, tallies(1), CONTEXT, conn=conn)
+    assert len(await store.read("after")) == 1

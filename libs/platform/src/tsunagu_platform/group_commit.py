@@ -34,10 +34,14 @@ class GroupCommit:
         self._waiting = 0
         self._conn: AsyncConnection | None = None
         self._members: list[asyncio.Future[None]] = []
+        self._holder: asyncio.Task[object] | None = None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside the current group's transaction; returns once the group committed."""
+        if self._holder is not None and self._holder is asyncio.current_task():
+            # It would wait for itself forever: one command, one transaction.
+            raise RuntimeError("a transaction was opened inside another one of the same task")
         self._waiting += 1
         try:
             await self._lock.acquire()
@@ -49,6 +53,7 @@ class GroupCommit:
         finally:
             self._waiting -= 1
         member: asyncio.Future[None] | None = None
+        self._holder = asyncio.current_task()
         try:
             if self._conn is None:
                 self._conn = await self.engine.connect()
@@ -69,6 +74,7 @@ class GroupCommit:
             member = asyncio.get_running_loop().create_future()
             self._members.append(member)
         finally:
+            self._holder = None
             try:
                 await self._settle()
             finally:
