@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, select, text, update
+from sqlalchemy import Row, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.binding import structured_to_kafka
 from tsunagu_events.envelope import now
@@ -31,6 +31,19 @@ from tsunagu_platform.metrics import RELAY_PUBLISHED
 from tsunagu_platform.tables import events, outbox
 
 log = structlog.get_logger("tsunagu.relay")
+
+_PENDING = (
+    select(outbox.c.id, outbox.c.topic, events.c.envelope)
+    .join(events, events.c.event_id == outbox.c.event_id)
+    .where(outbox.c.published_at.is_(None))
+    .order_by(outbox.c.id)
+    .limit(bindparam("limit"))
+)
+_MARK = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("published_at"), attempts=outbox.c.attempts + 1)
+)
 
 CRASH_HOOK = "TSUNAGU_FAULT_RELAY_CRASH_AFTER_PUBLISH"
 """Test hook: when set, the relay kills its own process right after publishing, before marking."""
@@ -99,17 +112,7 @@ class OutboxRelay:
         return len(rows)
 
     async def _pending(self, conn: AsyncConnection) -> list[Row[Any, Any, Any]]:
-        return list(
-            (
-                await conn.execute(
-                    select(outbox.c.id, outbox.c.topic, events.c.envelope)
-                    .join(events, events.c.event_id == outbox.c.event_id)
-                    .where(outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.id)
-                    .limit(self.batch_size)
-                )
-            ).all()
-        )
+        return list((await conn.execute(_PENDING, {"limit": self.batch_size})).all())
 
     async def _publish(self, rows: list[Row[Any, Any, Any]]) -> None:
         messages = []
@@ -123,10 +126,7 @@ class OutboxRelay:
             os.kill(os.getpid(), signal.SIGKILL)
 
     async def _mark(self, conn: AsyncConnection, rows: list[Row[Any, Any, Any]]) -> None:
-        ids = [row[0] for row in rows]
-        await conn.execute(
-            update(outbox).where(outbox.c.id.in_(ids)).values(published_at=self.clock(), attempts=outbox.c.attempts + 1)
-        )
+        await conn.execute(_MARK, {"ids": [row[0] for row in rows], "published_at": self.clock()})
 
     async def run(self) -> None:
         """Relay until stopped; a broker or database failure is logged and retried with backoff."""
