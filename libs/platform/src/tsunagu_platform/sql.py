@@ -59,8 +59,8 @@ async def insert_returning_new(
     """Insert rows, skipping those whose key exists; returns `returning` of the rows actually inserted."""
     if not rows:
         return []
-    if conn.dialect.name == "sqlite":
-        return await _sqlite_insert_returning_new(conn, table, rows, returning)
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        return await _driver_insert_returning_new(conn, table, rows, returning)
     # executemany with RETURNING: SQLAlchemy batches it as "insertmanyvalues" from one cached compiled
     # statement (a .values([...]) statement would be compiled anew for every batch).
     key = (conn.dialect.name, table, returning)
@@ -140,13 +140,14 @@ class BulkInsert:
         await conn.exec_driver_sql(sql, list(rows))
 
 
-_SQLITE_RETURNING: dict[tuple[Table, tuple[str, ...], int, str], str] = {}
+_DRIVER_RETURNING: dict[tuple[str, Table, tuple[str, ...], int, str], str] = {}
 
 
-async def _sqlite_insert_returning_new(
+async def _driver_insert_returning_new(
     conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], returning: Any
 ) -> list[Any]:
-    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING per 500 rows, handed to the driver.
+    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING per 500 rows, handed to the driver
+    (qmark placeholders for SQLite, $n for asyncpg).
 
     SQLAlchemy's "insertmanyvalues" builds and processes a parameter dict per row, which cost more
     than SQLite's work for an inbox claim; values go through the column types' bind processors here
@@ -158,14 +159,20 @@ async def _sqlite_insert_returning_new(
     out: list[Any] = []
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
-        key = (table, columns, len(chunk), returning.name)
-        sql = _SQLITE_RETURNING.get(key)
+        key = (dialect.name, table, columns, len(chunk), returning.name)
+        sql = _DRIVER_RETURNING.get(key)
         if sql is None:
             quote = dialect.identifier_preparer.quote
-            group = "(" + ", ".join("?" for _ in columns) + ")"
-            sql = _SQLITE_RETURNING[key] = (
+            width = len(columns)
+            if dialect.name == "sqlite":
+                groups = ["(" + ", ".join("?" * width) + ")"] * len(chunk)
+            else:
+                groups = [
+                    "(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(len(chunk))
+                ]
+            sql = _DRIVER_RETURNING[key] = (
                 f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
-                f"({', '.join(quote(c) for c in columns)}) VALUES {', '.join([group] * len(chunk))} "
+                f"({', '.join(quote(c) for c in columns)}) VALUES {', '.join(groups)} "
                 f"ON CONFLICT DO NOTHING RETURNING {quote(returning.name)}"
             )
         params: list[Any] = []
