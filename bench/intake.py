@@ -58,6 +58,7 @@ from tsunagu_intake.app import create_app
 from tsunagu_intake.settings import IntakeSettings
 from tsunagu_intake.tables import consultations
 from tsunagu_platform.auth import Role, mint
+from tsunagu_platform.cli import tune_gc
 from tsunagu_platform.consumer import EventConsumer, IncomingRecord
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.kafka import ensure_topics
@@ -72,6 +73,7 @@ BATCH = IntakeSettings.model_fields["consumer_batch"].default  # what the servic
 KEY = "bench-intake-signing-key-0123456789abcdef"
 WINDOW = "ikejiri.comprehensive_support_center"
 HTTP_TARGET, INBOUND_TARGET = 1000.0, 5000.0
+WARM_UP = 200
 
 
 def _body(i: int) -> dict[str, Any]:
@@ -163,14 +165,18 @@ async def _inbound_consumer(var: Path) -> tuple[float, float]:
     await runtime.migrate()
     consumer: EventConsumer = next(c for c in runtime.consumers if c.name == "intake.agency-inbound")
     records = []
-    for i in range(N):
+    for i in range(N + WARM_UP):
         _key, headers, value = to_kafka(_reported(i))
         records.append(IncomingRecord(INTAKE_INBOUND, 0, i, None, value, tuple(headers)))
+    # As a service process runs: statements compiled and caches filled by a first batch, GC tuned.
+    await consumer.handle_batch(records[:WARM_UP])
+    tune_gc()
+    records = records[WARM_UP:]
     started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, N, BATCH):
         await consumer.handle_batch(records[start : start + BATCH])
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    assert await _count(app) == N
+    assert await _count(app) == N + WARM_UP
     await runtime.stop()
     return N / elapsed, cpu / N * 1e6
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import EventEnvelope, binding
 from tsunagu_platform.consumer import IncomingRecord, ReceivedEvent, Rejected, decode_record
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.example import TallyTotals, read_totals
-from tsunagu_platform.projection import GenerationRunner, ProjectionManager
+from tsunagu_platform.projection import GenerationRunner, ProjectionManager, Tables
 from tsunagu_platform.sql import BulkInsert
 from tsunagu_platform.store import EventStore
 from tsunagu_platform.tables import held_events, metadata, stream_positions
@@ -143,6 +144,37 @@ async def test_failed_batch_leaves_no_remembered_positions_behind(engine: AsyncE
     runner.tables = tables
     await runner.apply_records(records(events))
     assert await totals(runner) == {"w": (2, 2)}
+
+
+async def test_a_batch_pauses_the_cyclic_collector_and_leaves_it_as_it_found_it(engine: AsyncEngine) -> None:
+    events = await envelopes(engine, "s1", 3, "w")
+    _manager, runner = await runner_for(engine)
+    seen: list[bool] = []
+    projection = runner.projection
+    apply = projection.apply
+
+    async def watching(conn: AsyncConnection, tables: Tables, event: ReceivedEvent) -> None:
+        seen.append(gc.isenabled())
+        await apply(conn, tables, event)
+
+    runner.batched = False
+    projection.apply = watching  # type: ignore[method-assign]
+    assert gc.isenabled()
+    await runner.apply_records(records(events[:1]))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        await runner.apply_records(records(events[1:2], start=1))
+        assert not gc.isenabled()  # someone else's choice, kept
+    finally:
+        gc.enable()
+    tables = runner.tables
+    runner.tables = {}  # a failing batch restores it too
+    with pytest.raises(KeyError):
+        await runner.apply_records(records(events[2:], start=2))
+    assert gc.isenabled()
+    runner.tables = tables
+    assert seen == [False, False, False]
 
 
 async def test_bulk_insert_writes_tuples_and_honours_conflicts(engine: AsyncEngine) -> None:

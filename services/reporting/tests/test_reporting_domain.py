@@ -6,7 +6,14 @@ from datetime import UTC, date, datetime
 
 from tsunagu_events.contracts.common import fiscal_year_label_ja
 from tsunagu_reporting.audit import Located, verify_published
-from tsunagu_reporting.domain.facts import consultation_facts, consultation_state, correction_facts
+from tsunagu_reporting.domain.facts import (
+    Fact,
+    consultation_facts,
+    consultation_state,
+    correction_facts,
+    day_text,
+    fact_key,
+)
 from tsunagu_reporting.domain.tables import year_column
 from tsunagu_reporting.domain.timeline import fold_case, redact
 from tsunagu_reporting.scenario.generator import Scenario
@@ -84,3 +91,21 @@ def test_a_forged_copy_and_a_broken_link_are_located() -> None:
     altered = [forged if x is target else x for x in located]
     breaks = verify_published(altered)[1]
     assert [(b.stream_id, b.version, b.reason) for b in breaks] == [(case, 3, "content does not match its chainhash")]
+
+
+def test_the_day_of_an_instant_is_its_japan_time_day_whatever_its_spelling() -> None:
+    assert day_text("2021-06-01T14:59:59.999999Z") == "2021-06-01"
+    assert day_text("2021-06-01T15:00:00Z") == "2021-06-02"  # midnight in Japan
+    assert day_text("2021-06-01T15:00:00+00:00") == "2021-06-02"
+    assert day_text("2021-06-02") == "2021-06-02"
+    assert day_text(datetime(2022, 3, 31, 15, 0, tzinfo=UTC)) == "2022-04-01"
+
+
+def test_facts_kept_apart_only_by_what_a_question_can_tell_apart() -> None:
+    consultation = Fact(2021, "consultation", "community_center", "ikejiri", "setagaya", 1, "2021-06-01", "c-1")
+    other_day = consultation._replace(occurred_on="2021-06-02", subject="c-2")
+    assert fact_key(consultation) == fact_key(other_day)  # summed; the earliest day is kept
+    subscribers = Fact(2021, "subscribers", "", "ikejiri", "setagaya", 3, "2021-06-01")
+    assert fact_key(subscribers) != fact_key(subscribers._replace(occurred_on="2021-06-02"))
+    person = Fact(2021, "participation_started", "", "ikejiri", "setagaya", 1, "2021-06-01", "person-1")
+    assert fact_key(person) != fact_key(person._replace(subject="person-2"))

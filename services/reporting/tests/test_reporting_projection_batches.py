@@ -1,18 +1,23 @@
-"""Reporting's batch path (`apply_batch`) and the per-event path (`apply`) leave the same tables behind."""
+"""Reporting's batch path (`apply_batch`) and the per-event path (`apply`) leave the same tables behind
+(the annual facts as the same sums: a batch stores one row per fact key and recording day)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from reporting_support import records_of
-from sqlalchemy import select
+from sqlalchemy import func, select
+from tsunagu_events.contracts.common import ConsultationCategory
+from tsunagu_events.contracts.intake import Channel, ConsultationReceived, ConsultedBy, Outcome
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.projection import ProjectionManager
 from tsunagu_platform.tables import metadata as platform_metadata
 from tsunagu_reporting.projections import AnnualFacts, Timelines
 from tsunagu_reporting.scenario.generator import Scenario, YearPlan
+from tsunagu_reporting.scenario.writer import StreamWriter
 
 PLAN = YearPlan(
     fiscal_year=2021,
@@ -32,8 +37,18 @@ async def contents(manager: ProjectionManager, ignore: set[str]) -> dict[str, li
     out = {}
     async with manager.engine.connect() as conn:
         for name, table in tables.items():
-            columns = [c for c in table.c if c.name not in ignore]
-            rows = (await conn.execute(select(*columns))).all()
+            if name == "facts":
+                key = [table.c[c] for c in ("fiscal_year", "metric", "dimension", "district_id", "area_id")]
+                key += [table.c.recorded_at, table.c.subject]
+                dated = [table.c.occurred_on]
+                query = select(*key, func.sum(table.c.value), func.min(table.c.occurred_on)).group_by(*key)
+                query = query.where(table.c.metric != "subscribers")
+                rows = [*(await conn.execute(query)).all()]
+                subscribers = select(*key, *dated, func.sum(table.c.value)).group_by(*key, *dated)
+                rows += (await conn.execute(subscribers.where(table.c.metric == "subscribers"))).all()
+            else:
+                columns = [c for c in table.c if c.name not in ignore]
+                rows = (await conn.execute(select(*columns))).all()
             out[name] = sorted((tuple(r) for r in rows), key=repr)
     return out
 
@@ -60,3 +75,49 @@ async def test_batch_and_per_event_runners_agree(tmp_path: Path) -> None:
         await engine.dispose()
     assert results[0] == results[1]
     assert len(results[0]["reporting.timelines"]["entries"]) == 25
+
+
+def consultation(writer: StreamWriter, district: str, at: datetime, *, compound_need: bool = False) -> None:
+    cid = f"consultation-{uuid.uuid4()}"
+    payload = ConsultationReceived(
+        consultation_id=cid,
+        window_id=f"{district}.community_center",
+        window_type="community_center",
+        district_id=district,
+        area_id="setagaya",
+        received_at=at,
+        fiscal_year=2021,
+        channel=Channel.WALK_IN,
+        consulted_by=ConsultedBy.PERSON,
+        categories=[ConsultationCategory.ELDERLY_CARE],
+        expanded=False,
+        compound_need=compound_need,
+        outcome=Outcome.INFORMATION_GIVEN,
+    )
+    writer.emit("intake", cid, payload, at, agency=f"{district}.community_center", staff="staff-t")
+
+
+async def test_a_batch_stores_one_fact_row_per_key_and_recording_day(tmp_path: Path) -> None:
+    writer = StreamWriter()
+    morning = datetime(2021, 6, 1, 1, 0, tzinfo=UTC)  # 10:00 in Japan
+    for minutes in (0, 5, 10):
+        consultation(writer, "ikejiri", morning + timedelta(minutes=minutes), compound_need=minutes == 5)
+    consultation(writer, "shimouma", morning)
+    consultation(writer, "ikejiri", morning + timedelta(hours=15))  # 01:00 the next day in Japan
+    engine = create_engine(f"sqlite:///{tmp_path / 'facts'}.db")
+    async with engine.begin() as conn:
+        await conn.run_sync(platform_metadata.create_all)
+    manager = ProjectionManager(engine, AnnualFacts(), "unused:9092")
+    tables = await manager.tables()
+    await manager.runner(1).apply_records(records_of(writer.out))
+    facts = tables["facts"]
+    columns = ("metric", "district_id", "value", "occurred_on", "recorded_at", "subject")
+    async with engine.connect() as conn:
+        rows = sorted(tuple(r) for r in (await conn.execute(select(*(facts.c[c] for c in columns)))).all())
+    await engine.dispose()
+    assert rows == [
+        ("compound_need", "ikejiri", 1, "2021-06-01", "2021-06-01T14:59:59.999999Z", None),
+        ("consultation", "ikejiri", 1, "2021-06-02", "2021-06-02T14:59:59.999999Z", None),
+        ("consultation", "ikejiri", 3, "2021-06-01", "2021-06-01T14:59:59.999999Z", None),
+        ("consultation", "shimouma", 1, "2021-06-01", "2021-06-01T14:59:59.999999Z", None),
+    ]

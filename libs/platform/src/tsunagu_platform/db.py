@@ -79,6 +79,9 @@ def _sqlite_pragmas(engine: AsyncEngine, begin: str) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # 64 MiB of page cache (the default is 2 MiB): a year of stream positions and read-model
+        # indexes stays in memory while a projection rebuilds.
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

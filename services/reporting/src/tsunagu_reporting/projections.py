@@ -27,14 +27,17 @@ from tsunagu_reporting.domain.facts import (
     GAP_NEED_MARKED,
     ConsultationState,
     Fact,
+    FactKey,
     consultation_facts,
     consultation_state,
     correction_facts,
     day_of,
+    fact_key,
     referral_facts,
     simple_facts,
 )
 from tsunagu_reporting.domain.timeline import agency_of, grants_of, persons_in, redact, service_of, short_type
+from tsunagu_reporting.queries import end_of_day_utc
 
 SOURCE_TOPICS: tuple[str, ...] = (events_topic("intake"), events_topic("referral"), events_topic("resources"))
 
@@ -87,22 +90,27 @@ class AnnualFacts:
     def __init__(self, tenant: str = DEFAULT_TENANT, topic_suffix: str = "") -> None:
         self.places = WardPlaces(ward_for(tenant))
         self.topics = source_topics(topic_suffix)
+        self._day_stamps: dict[int, str] = {}
 
     def define(self, metadata: MetaData, generation: int) -> Tables:
         g = generation
         facts = Table(
+            # One row per `fact_key` and recording day per batch: the sum of the facts it stands for.
             f"rep_facts_g{g}",
             metadata,
             Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("event_id", String(128), nullable=False),
             Column("fiscal_year", Integer, nullable=False),
             Column("metric", String(48), nullable=False),
             Column("dimension", String(64), nullable=False),
             Column("district_id", String(64), nullable=False),
             Column("area_id", String(64), nullable=False),
             Column("value", Integer, nullable=False),
+            # The day it occurred on (`DATED_METRICS`), else the earliest day of the facts summed.
             Column("occurred_on", String(10), nullable=False),
+            # The end of the Japan-time day it was recorded on (queries.end_of_day_utc), not the instant:
+            # every as-of question is asked "as it stood at the end of a day".
             Column("recorded_at", String(32), nullable=False),
+            # Only for `DISTINCT_METRICS`.
             Column("subject", String(128)),
             Index(f"ix_rep_facts_g{g}_year", "fiscal_year", "metric"),
         )
@@ -118,6 +126,7 @@ class AnnualFacts:
             Column("expanded", Boolean, nullable=False),
             Column("compound_need", Boolean, nullable=False),
             Column("gap_need", Boolean, nullable=False),
+            sqlite_with_rowid=False,  # looked up by its key only: one b-tree instead of table + index
         )
         referrals = Table(
             f"rep_referrals_g{g}",
@@ -141,11 +150,13 @@ class AnnualFacts:
         await self.apply_batch(conn, tables, [event])
 
     async def apply_batch(self, conn: AsyncConnection, tables: Tables, events: Sequence[ReceivedEvent]) -> None:
-        """Buffer the common counts and write them in bulk; corrections first flush what they read."""
-        states: list[tuple[Any, ...]] = []
-        rows: list[tuple[Any, ...]] = []
+        """Sum the batch's facts by `fact_key` and recording day, write one row per sum; buffer the
+        new consultations and write them in bulk (corrections first flush what they read)."""
+        sums: dict[tuple[FactKey, str], list[Any]] = {}
+        states: list[ConsultationState] = []
         consultations = _bulk(tables["consultations"], CONSULTATION_COLUMNS, on_conflict="ignore")
         report_group = self.places.report_group
+        recorded_day = self._recorded_day
 
         async def flush_states() -> None:
             await consultations.run(conn, states)
@@ -158,19 +169,7 @@ class AnnualFacts:
             facts: list[Fact]
             if kind == CONSULTATION_RECEIVED:
                 state = consultation_state(data, report_group(str(data["window_type"])))
-                states.append(
-                    (
-                        state.consultation_id,
-                        state.fiscal_year,
-                        state.report_group,
-                        state.district_id,
-                        state.area_id,
-                        state.occurred_on,
-                        state.expanded,
-                        state.compound_need,
-                        state.gap_need,
-                    )
-                )
+                states.append(state)
                 facts = consultation_facts(state)
             elif kind in (CONSULTATION_RECLASSIFIED, GAP_NEED_MARKED):
                 await flush_states()
@@ -182,25 +181,33 @@ class AnnualFacts:
                 facts += await self._track_referral(conn, tables, kind, data)
             if not facts:
                 continue
-            event_id = envelope.id
-            recorded = format_time(envelope.time)
-            rows += [
-                (
-                    event_id,
-                    f.fiscal_year,
-                    f.metric,
-                    f.dimension,
-                    f.district_id,
-                    f.area_id,
-                    f.value,
-                    f.occurred_on,
-                    recorded,
-                    f.subject,
-                )
-                for f in facts
-            ]
+            recorded = recorded_day(envelope.time)
+            for fact in facts:
+                key = (fact_key(fact), recorded)
+                found = sums.get(key)
+                if found is None:
+                    sums[key] = [fact.value, fact.occurred_on]
+                else:
+                    found[0] += fact.value
+                    if fact.occurred_on < found[1]:
+                        found[1] = fact.occurred_on
         await flush_states()
+        rows = [
+            (year, metric, dimension, district, area, value, occurred, recorded, subject)
+            for ((year, metric, dimension, district, area, _, subject), recorded), (value, occurred) in sums.items()
+        ]
         await _bulk(tables["facts"], FACT_COLUMNS).run(conn, rows)
+
+    def _recorded_day(self, moment: datetime) -> str:
+        """The stamp of the Japan-time day this instant falls on (its last instant, as queries ask),
+        looked up by the hour (Japan's offset is whole hours)."""
+        hour = int(moment.timestamp()) // 3600
+        found = self._day_stamps.get(hour)
+        if found is None:
+            if len(self._day_stamps) >= 100_000:
+                self._day_stamps.clear()
+            self._day_stamps[hour] = found = end_of_day_utc(day_of(moment))
+        return found
 
     async def _correct(self, conn: AsyncConnection, tables: Tables, kind: str, data: dict[str, Any]) -> list[Fact]:
         table = tables["consultations"]
@@ -213,11 +220,9 @@ class AnnualFacts:
             return []
         before = ConsultationState(**dict(row))
         if kind == CONSULTATION_RECLASSIFIED:
-            after = ConsultationState(
-                **{**dict(row), "expanded": bool(data["expanded"]), "compound_need": bool(data["compound_need"])}
-            )
+            after = before._replace(expanded=bool(data["expanded"]), compound_need=bool(data["compound_need"]))
         else:
-            after = ConsultationState(**{**dict(row), "gap_need": bool(data.get("marked", True))})
+            after = before._replace(gap_need=bool(data.get("marked", True)))
         await conn.execute(
             update(table)
             .where(table.c.consultation_id == before.consultation_id)
@@ -296,7 +301,6 @@ def _instant(value: Any) -> str:
 
 
 FACT_COLUMNS = (
-    "event_id",
     "fiscal_year",
     "metric",
     "dimension",

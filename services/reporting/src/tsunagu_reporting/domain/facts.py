@@ -1,18 +1,23 @@
 """Counted facts: the one shape every annual table and indicator is summed from.
 
-Each event that counts becomes one or more `Fact` rows carrying its fiscal year,
+Each event that counts becomes one or more `Fact`s carrying its fiscal year,
 place (area, district) and a signed value; the projection stamps them with the
-moment the event was recorded. Corrections become further facts (+1/-1), never
+day the event was recorded. Corrections become further facts (+1/-1), never
 edits, so a table "as it stood on 31 March" is the same sum restricted to the
 facts recorded by then, and a reclassified consultation moves between columns.
+
+Every question asked of the facts is a sum, a minimum or a distinct count, asked
+"as it stood at the end of a day", so facts that agree on everything a question can
+tell apart are stored as one summed row (`fact_key`): the recording day, not the
+instant; the subject only for the metrics counted by distinct subject; the day of
+occurrence only for the metrics asked about by date, the earliest one otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any, NamedTuple
 
 from tsunagu_events.contracts.common import JST, fiscal_year_of
 
@@ -22,8 +27,7 @@ GAP_NEED_MARKED = "tsunagu.intake.GapNeedMarked"
 SUBSCRIBERS_CHANGED = "tsunagu.resources.SubscribersChanged"
 
 
-@dataclass(frozen=True)
-class Fact:
+class Fact(NamedTuple):
     fiscal_year: int
     metric: str
     dimension: str
@@ -34,9 +38,36 @@ class Fact:
     subject: str | None = None
 
 
-@dataclass(frozen=True)
-class ConsultationState:
-    """What a later correction of a consultation needs to know to move its counts."""
+DISTINCT_METRICS = frozenset({"participation_started", "participation_resource"})
+"""Metrics counted by distinct subject (persons, resources): their facts keep the subject apart."""
+
+DATED_METRICS = frozenset({"subscribers"})
+"""Metrics asked about by the day they occurred on (a level at the end of a fiscal year): their facts
+keep that day apart. Every other metric is asked only for the earliest day (`first_days`)."""
+
+FactKey = tuple[int, str, str, str, str, str, str | None]
+"""(fiscal_year, metric, dimension, district_id, area_id, occurred_on or "", subject or None)."""
+
+
+def fact_key(fact: Fact) -> FactKey:
+    """What tells this fact apart from others recorded on the same day, for every question asked of
+    the facts; facts with the same key are stored as one row summing their values, with the
+    earliest occurrence day."""
+    metric = fact.metric
+    return (
+        fact.fiscal_year,
+        metric,
+        fact.dimension,
+        fact.district_id,
+        fact.area_id,
+        fact.occurred_on if metric in DATED_METRICS else "",
+        fact.subject if metric in DISTINCT_METRICS else None,
+    )
+
+
+class ConsultationState(NamedTuple):
+    """What a later correction of a consultation needs to know to move its counts (a row of the
+    projection's consultations table, in column order)."""
 
     consultation_id: str
     fiscal_year: int
@@ -49,16 +80,40 @@ class ConsultationState:
     gap_need: bool
 
 
+_JST_OFFSET = timezone(timedelta(hours=9))
+_SINCE_FIXED_OFFSET = datetime(1952, 1, 1, tzinfo=UTC)
+
+
 def day_of(value: Any) -> date:
     """The Japan-time calendar day of a date, a datetime or their ISO spelling."""
     if isinstance(value, datetime):
-        return value.astimezone(JST).date() if value.tzinfo else value.date()
+        if value.tzinfo is None:
+            return value.date()
+        # Japan has kept UTC+9 without summer time since 1952: a fixed offset, far cheaper than the zone.
+        return value.astimezone(_JST_OFFSET if value >= _SINCE_FIXED_OFFSET else JST).date()
     if isinstance(value, date):
         return value
     text = str(value)
     if "T" in text or " " in text:
         return day_of(datetime.fromisoformat(text.replace("Z", "+00:00")))
     return date.fromisoformat(text)
+
+
+_DAY_OF_UTC_HOUR: dict[str, str] = {}
+
+
+def day_text(value: Any) -> str:
+    """`day_of(value).isoformat()`; for the UTC spelling events carry ("YYYY-MM-DDTHH:…Z") looked up
+    by its hour (Japan's offset is whole hours, so every instant of an hour falls on one day)."""
+    if type(value) is str and len(value) >= 20 and value[10] == "T" and value[-1] == "Z":
+        hour = value[:13]
+        found = _DAY_OF_UTC_HOUR.get(hour)
+        if found is None:
+            if len(_DAY_OF_UTC_HOUR) >= 100_000:
+                _DAY_OF_UTC_HOUR.clear()
+            _DAY_OF_UTC_HOUR[hour] = found = day_of(hour + ":00:00Z").isoformat()
+        return found
+    return day_of(value).isoformat()
 
 
 SIMPLE_COUNTS: dict[str, tuple[str, str, str]] = {
@@ -78,17 +133,18 @@ AreaOf = Callable[[str], str]
 
 
 def consultation_state(data: Mapping[str, Any], report_group: str) -> ConsultationState:
-    day = day_of(data["received_at"])
-    return ConsultationState(
-        consultation_id=str(data["consultation_id"]),
-        fiscal_year=int(data.get("fiscal_year") or fiscal_year_of(day)),
-        report_group=report_group,
-        district_id=str(data["district_id"]),
-        area_id=str(data["area_id"]),
-        occurred_on=day.isoformat(),
-        expanded=bool(data.get("expanded")),
-        compound_need=bool(data.get("compound_need")),
-        gap_need=bool(data.get("gap_need")),
+    day = day_text(data["received_at"])
+    get = data.get
+    return ConsultationState(  # positional: a NamedTuple built by keywords costs twice as much
+        str(data["consultation_id"]),
+        int(get("fiscal_year") or fiscal_year_of(date.fromisoformat(day))),
+        report_group,
+        str(data["district_id"]),
+        str(data["area_id"]),
+        day,
+        bool(get("expanded")),
+        bool(get("compound_need")),
+        bool(get("gap_need")),
     )
 
 
@@ -122,7 +178,9 @@ def consultation_facts(state: ConsultationState) -> list[Fact]:
         state.occurred_on,
         state.consultation_id,
     )
-    # The flags as corrections from all-false (dataclasses.replace costs more than the rest together).
+    if not (state.expanded or state.compound_need or state.gap_need):
+        return [base]
+    # The flags as corrections from all-false.
     return [
         base,
         *_flag_facts(state, "consultation_expanded", False, state.expanded),
