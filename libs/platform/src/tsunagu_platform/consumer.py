@@ -212,7 +212,24 @@ class StreamSequencer:
             else:
                 waiting.setdefault(stream, {})[version] = event
         advanced = [s for s in positions if positions[s] != start.get(s, 0)]
+        ready.extend(await self._release_stored(conn, advanced, positions, waiting))
+        await self._hold(conn, [e for held in waiting.values() for e in held.values()], positions)
+        await POSITIONS.run(conn, [(self.consumer, s, v) for s, v in positions.items() if v != start.get(s, 0)])
+        return ready, replays
+
+    async def _release_stored(
+        self,
+        conn: AsyncConnection,
+        advanced: Sequence[str],
+        positions: dict[str, int],
+        waiting: dict[str, dict[int, ReceivedEvent]],
+    ) -> list[ReceivedEvent]:
+        """Events held in the store that now follow on the advanced streams, in order (forgotten there);
+        `positions` and `waiting` are brought up to date."""
+        if not advanced:
+            return []
         stored_held = await self._held(conn, advanced)
+        ready: list[ReceivedEvent] = []
         released_from_store: list[tuple[str, int]] = []
         for stream in advanced:
             held = stored_held.get(stream, {})
@@ -224,9 +241,7 @@ class StreamSequencer:
             released_from_store += [(stream, v) for v in range(before + 1, positions[stream] + 1) if v in held]
             waiting[stream] = {v: e for v, e in waiting.get(stream, {}).items() if v > positions[stream]}
         await self._forget_held(conn, released_from_store)
-        await self._hold(conn, [e for held in waiting.values() for e in held.values()], positions)
-        await POSITIONS.run(conn, [(self.consumer, s, v) for s, v in positions.items() if v != start.get(s, 0)])
-        return ready, replays
+        return ready
 
     @staticmethod
     def _release(pool: dict[int, ReceivedEvent], positions: dict[str, int], stream: str) -> Iterable[ReceivedEvent]:

@@ -170,19 +170,7 @@ class RunnerSequencer(StreamSequencer):
                 waiting.setdefault(stream, {})[version] = event
             # else: a replay, dropped
         advanced = [s for s, v in positions.items() if v != start.get(s, 0)]
-        if advanced:
-            stored_held = await self._held(conn, advanced)
-            released_from_store: list[tuple[str, int]] = []
-            for stream in advanced:
-                held = stored_held.get(stream, {})
-                if not held:
-                    continue
-                pool = {**held, **waiting.get(stream, {})}
-                before = positions[stream]
-                ready.extend(self._release(pool, positions, stream))
-                released_from_store += [(stream, v) for v in range(before + 1, positions[stream] + 1) if v in held]
-                waiting[stream] = {v: e for v, e in waiting.get(stream, {}).items() if v > positions[stream]}
-            await self._forget_held(conn, released_from_store)
+        ready.extend(await self._release_stored(conn, advanced, positions, waiting))
         if waiting:
             await self._hold(conn, [e for held in waiting.values() for e in held.values()], positions)
         changed = {s: v for s, v in positions.items() if v != start.get(s, 0)}
