@@ -61,3 +61,50 @@ async def test_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
             assert await read.scalar(text("SELECT count(*) FROM t")) == 1
     await writer.dispose()
     await reader.dispose()
+
+
+async def test_a_driver_query_answers_as_sqlalchemy_does_and_leaves_converted_columns_to_it(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import bindparam, select
+    from tsunagu_platform.sql import DriverQuery
+    from tsunagu_platform.tables import metadata, outbox
+
+    engine = create_engine(f"sqlite:///{tmp_path}/t.db")
+    at = datetime(2026, 4, 1, 9, 30, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(
+            outbox.insert(), [{"event_id": f"e{i}", "topic": "t", "created_at": at, "attempts": i} for i in range(3)]
+        )
+    plain = DriverQuery(
+        select(outbox.c.event_id, outbox.c.attempts).where(outbox.c.topic == bindparam("topic")).order_by(outbox.c.id)
+    )
+    dated = DriverQuery(select(outbox.c.created_at).where(outbox.c.event_id == bindparam("event_id")))
+    async with engine.begin() as conn:  # in a transaction: the driver path
+        assert await plain.rows(conn, {"topic": "t"}) == [("e0", 0), ("e1", 1), ("e2", 2)]
+        [(created,)] = await dated.rows(conn, {"event_id": "e1"})
+        assert created.replace(tzinfo=UTC) == at  # a datetime, as SQLAlchemy converts it, not the stored text
+    async with engine.connect() as conn:  # outside one: SQLAlchemy
+        assert await plain.rows(conn, {"topic": "t"}) == [("e0", 0), ("e1", 1), ("e2", 2)]
+    await engine.dispose()
+
+
+async def test_bulk_inserts_store_values_exactly_as_sqlalchemy_would(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from tsunagu_platform.sql import BulkInsert
+    from tsunagu_platform.tables import metadata, outbox
+
+    engine = create_engine(f"sqlite:///{tmp_path}/t.db")
+    at = datetime(2026, 4, 1, 9, 30, 1, 123456, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(outbox.insert(), [{"event_id": "by-sqlalchemy", "topic": "t", "created_at": at}])
+        await BulkInsert(outbox, ("event_id", "topic", "created_at", "attempts")).run(
+            conn, [("by-bulk-insert", "t", at, 0)]
+        )
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT event_id, created_at FROM outbox ORDER BY id"))).all()
+    assert stored[0][1] == stored[1][1]  # the same text in the file
+    await engine.dispose()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tsunagu_platform import sqlite_inline
 
 _UPSERTS: dict[tuple[str, Table, tuple[str, ...], tuple[str, ...]], Any] = {}
 _IGNORING: dict[tuple[str, Table], Any] = {}
@@ -118,7 +122,7 @@ class BulkInsert:
         self._sql[key] = found = str(compiled)
         processors: list[tuple[int, Callable[[Any], Any]]] = []
         for index, name in enumerate(self.columns):
-            processor = self.table.c[name].type.bind_processor(dialect)
+            processor = self.table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 processors.append((index, processor))
         self._processors[key] = processors
@@ -137,7 +141,28 @@ class BulkInsert:
                     values[index] = processor(values[index])
                 converted.append(tuple(values))
             rows = converted
-        await conn.exec_driver_sql(sql, list(rows))
+        cursor = await _in_loop_cursor(conn)
+        if cursor is None:
+            await conn.exec_driver_sql(sql, list(rows))
+            return
+        try:
+            cursor.executemany(sql, rows)
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(sql, list(rows), error, sqlite3.Error) from error
+        finally:
+            cursor.close()
+
+
+async def _in_loop_cursor(conn: AsyncConnection) -> Any | None:
+    """A cursor of the stdlib driver under the in-loop SQLite dialect, inside the caller's open
+    transaction; None elsewhere (the statement then goes through SQLAlchemy).
+
+    SQLAlchemy's execution of a ready statement string (context, events, result) cost more than
+    SQLite's own insert; errors are wrapped as SQLAlchemy would wrap them (IntegrityError …).
+    """
+    if conn.dialect.driver != sqlite_inline.DRIVER or not conn.in_transaction():
+        return None
+    return (await conn.get_raw_connection()).driver_connection.cursor()  # type: ignore[union-attr]
 
 
 _DRIVER_RETURNING: dict[tuple[str, Table, tuple[str, ...], int, str], str] = {}
@@ -155,7 +180,7 @@ async def _driver_insert_returning_new(
     """
     columns = tuple(rows[0])
     dialect = conn.dialect
-    processors = [table.c[name].type.bind_processor(dialect) for name in columns]
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
     out: list[Any] = []
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
@@ -180,6 +205,53 @@ async def _driver_insert_returning_new(
             for name, processor in zip(columns, processors, strict=True):
                 value = row[name]
                 params.append(processor(value) if processor is not None else value)
-        result = await conn.exec_driver_sql(sql, tuple(params))
-        out += [found for (found,) in result]
+        cursor = await _in_loop_cursor(conn)
+        if cursor is None:
+            out += [found for (found,) in await conn.exec_driver_sql(sql, tuple(params))]
+            continue
+        try:
+            out += [found for (found,) in cursor.execute(sql, params).fetchall()]
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(sql, params, error, sqlite3.Error) from error
+        finally:
+            cursor.close()
     return out
+
+
+class DriverQuery:
+    """A prebuilt SELECT that, inside a transaction of the in-loop SQLite dialect, goes straight to the
+    stdlib driver (the statement compiled once, parameters put in order); elsewhere, or when a result
+    column's type would convert what the driver returns, it runs through SQLAlchemy as usual.
+    Rows come back as tuples either way."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
+        self._direct: bool | None = None
+
+    def _compile(self, dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        compiled = self.statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        defaults = {name: compiled.binds[name].value for name in names if not compiled.binds[name].required}
+        self._direct = all(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) is None
+            for column in self.statement.selected_columns
+        )
+        self._compiled = (str(compiled), names, defaults)
+        return self._compiled
+
+    async def rows(self, conn: AsyncConnection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        cursor = await _in_loop_cursor(conn)
+        compiled = self._compiled or (self._compile(conn.dialect) if cursor is not None else None)
+        if cursor is None or compiled is None or not self._direct:
+            if cursor is not None:
+                cursor.close()
+            return [tuple(row) for row in await conn.execute(self.statement, params)]
+        sql, names, defaults = compiled
+        values = tuple(params[name] if name in params else defaults[name] for name in names)
+        try:
+            return cursor.execute(sql, values).fetchall()  # type: ignore[no-any-return]
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(sql, values, error, sqlite3.Error) from error
+        finally:
+            cursor.close()

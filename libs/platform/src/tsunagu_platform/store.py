@@ -27,7 +27,7 @@ from tsunagu_events.chain import ChainBreak, chain_link, verify_chain
 from tsunagu_events.envelope import now
 from tsunagu_events.registry import schema_id
 
-from tsunagu_platform.sql import BulkInsert
+from tsunagu_platform.sql import BulkInsert, DriverQuery
 from tsunagu_platform.tables import events, outbox
 
 
@@ -90,13 +90,13 @@ def deserialise(text: str) -> EventEnvelope:
 
 
 # Built once: a statement built per call costs more in SQLAlchemy than SQLite spends running it.
-_HEAD = (
+_HEAD = DriverQuery(
     select(events.c.stream_version, events.c.chain_hash)
     .where(events.c.stream_id == bindparam("stream_id"))
     .order_by(events.c.stream_version.desc())
     .limit(1)
 )
-_STREAM = (
+_STREAM = DriverQuery(
     select(events.c.envelope).where(events.c.stream_id == bindparam("stream_id")).order_by(events.c.stream_version)
 )
 _latest = events.alias("latest")
@@ -126,8 +126,7 @@ _INSERT_OUTBOX = BulkInsert(outbox, ("event_id", "topic", "created_at", "attempt
 
 async def read_stream(conn: AsyncConnection, stream_id: str) -> list[EventEnvelope]:
     """A whole stream in order, on the caller's connection (load, decide and append in one transaction)."""
-    texts = (await conn.execute(_STREAM, {"stream_id": stream_id})).scalars().all()
-    return [deserialise(text) for text in texts]
+    return [deserialise(text) for (text,) in await _STREAM.rows(conn, {"stream_id": stream_id})]
 
 
 class EventStore:
@@ -172,8 +171,8 @@ class EventStore:
         new_events: Sequence[NewEvent],
         context: EventContext,
     ) -> list[EventEnvelope]:
-        head = (await conn.execute(_HEAD, {"stream_id": stream_id})).first()
-        current, previous = (head[0], head[1]) if head else (0, GENESIS_HASH)
+        head = await _HEAD.rows(conn, {"stream_id": stream_id})
+        current, previous = (head[0][0], head[0][1]) if head else (0, GENESIS_HASH)
         if current != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, current)
         stored, event_rows, outbox_rows = self._build(stream_id, current, previous, new_events, context, self.clock())
