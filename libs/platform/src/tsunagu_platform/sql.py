@@ -75,6 +75,26 @@ async def insert_returning_new(
     return [row[0] for row in result]
 
 
+class _Remembering:
+    """A bind processor that converts a value it has just seen only once: batches repeat their
+    timestamps (a batch's `processed_at`, an append's `recorded_at`) row after row."""
+
+    __slots__ = ("last", "processor", "result")
+
+    def __init__(self, processor: Callable[[Any], Any]) -> None:
+        self.processor = processor
+        self.last: Any = _UNSEEN
+        self.result: Any = None
+
+    def __call__(self, value: Any) -> Any:
+        if value is not self.last:
+            self.last, self.result = value, self.processor(value)
+        return self.result
+
+
+_UNSEEN = object()
+
+
 class BulkInsert:
     """One INSERT for many rows: compiled once per dialect, run as the driver's executemany.
 
@@ -134,11 +154,12 @@ class BulkInsert:
         sql = self.sql(conn.dialect)
         processors = self._processors[f"{conn.dialect.name}:{conn.dialect.paramstyle}"]
         if processors:
+            convert = [_Remembering(processor) for _index, processor in processors]
             converted = []
             for row in rows:
                 values = list(row)
-                for index, processor in processors:
-                    values[index] = processor(values[index])
+                for (index, _processor), remembering in zip(processors, convert, strict=True):
+                    values[index] = remembering(values[index])
                 converted.append(tuple(values))
             rows = converted
         cursor = await _in_loop_cursor(conn)
@@ -180,7 +201,10 @@ async def _driver_insert_returning_new(
     """
     columns = tuple(rows[0])
     dialect = conn.dialect
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+    processors = [
+        _Remembering(found) if (found := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) else None
+        for name in columns
+    ]
     out: list[Any] = []
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
