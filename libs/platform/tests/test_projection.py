@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tsunagu_platform.db import create_engine
 from tsunagu_platform.example import TallyTotals, append_tallies, read_totals
 from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics
 from tsunagu_platform.projection import Progress, ProjectionManager
 from tsunagu_platform.relay import OutboxRelay
-from tsunagu_platform.tables import metadata
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 class TopicTotals(TallyTotals):

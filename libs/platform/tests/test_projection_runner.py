@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
@@ -12,23 +11,13 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import EventEnvelope, binding
 from tsunagu_platform.consumer import IncomingRecord, ReceivedEvent, Rejected, decode_record
-from tsunagu_platform.db import create_engine
 from tsunagu_platform.example import TallyTotals, read_totals
 from tsunagu_platform.projection import GenerationRunner, ProjectionManager, Tables
 from tsunagu_platform.sql import BulkInsert
 from tsunagu_platform.store import EventStore
-from tsunagu_platform.tables import held_events, metadata, stream_positions
+from tsunagu_platform.tables import held_events, stream_positions
 
 from .helpers import CONTEXT, record_of, tallies
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 async def envelopes(engine: AsyncEngine, stream: str, n: int, window: str) -> list[EventEnvelope]:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tsunagu_events import from_kafka
-from tsunagu_platform.db import create_engine
 from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics
 from tsunagu_platform.relay import OutboxRelay
 from tsunagu_platform.store import EventStore
-from tsunagu_platform.tables import metadata, outbox
+from tsunagu_platform.tables import outbox
 
 from .helpers import CONTEXT, CapturingPublisher, consume_all, tallies
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 async def pending(engine: AsyncEngine) -> int:

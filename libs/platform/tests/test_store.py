@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,15 +14,6 @@ from tsunagu_platform.store import ConcurrencyConflict, DuplicateEvent, EventSto
 from tsunagu_platform.tables import events, metadata, outbox
 
 from .helpers import CONTEXT, tallies
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 async def count(engine: AsyncEngine, table: object) -> int:
