@@ -162,28 +162,37 @@ class BulkInsert:
                     values[index] = remembering(values[index])
                 converted.append(tuple(values))
             rows = converted
-        cursor = await _in_loop_cursor(conn)
-        if cursor is None:
+        driver = await _in_loop_driver(conn)
+        if driver is None:
             await conn.exec_driver_sql(sql, list(rows))
-            return
-        try:
-            cursor.executemany(sql, rows)
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(sql, list(rows), error, sqlite3.Error) from error
-        finally:
-            cursor.close()
+        else:
+            _on_driver(driver, sql, list(rows), many=True)
 
 
-async def _in_loop_cursor(conn: AsyncConnection) -> Any | None:
-    """A cursor of the stdlib driver under the in-loop SQLite dialect, inside the caller's open
+async def _in_loop_driver(conn: AsyncConnection) -> Any | None:
+    """The stdlib driver's connection under the in-loop SQLite dialect, inside the caller's open
     transaction; None elsewhere (the statement then goes through SQLAlchemy).
 
     SQLAlchemy's execution of a ready statement string (context, events, result) cost more than
-    SQLite's own insert; errors are wrapped as SQLAlchemy would wrap them (IntegrityError …).
+    SQLite's own work for these statements.
     """
     if conn.dialect.driver != sqlite_inline.DRIVER or not conn.in_transaction():
         return None
-    return (await conn.get_raw_connection()).driver_connection.cursor()  # type: ignore[union-attr]
+    return (await conn.get_raw_connection()).driver_connection
+
+
+def _on_driver(driver: Any, sql: str, params: Sequence[Any], *, many: bool = False) -> list[Any]:
+    """Run on the driver; its errors are wrapped as SQLAlchemy would wrap them (IntegrityError …)."""
+    cursor = driver.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, params)
+            return []
+        return cursor.execute(sql, params).fetchall()  # type: ignore[no-any-return]
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(sql, params, error, sqlite3.Error) from error
+    finally:
+        cursor.close()
 
 
 _DRIVER_RETURNING: dict[tuple[str, Table, tuple[str, ...], int, str], str] = {}
@@ -229,16 +238,12 @@ async def _driver_insert_returning_new(
             for name, processor in zip(columns, processors, strict=True):
                 value = row[name]
                 params.append(processor(value) if processor is not None else value)
-        cursor = await _in_loop_cursor(conn)
-        if cursor is None:
-            out += [found for (found,) in await conn.exec_driver_sql(sql, tuple(params))]
-            continue
-        try:
-            out += [found for (found,) in cursor.execute(sql, params).fetchall()]
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(sql, params, error, sqlite3.Error) from error
-        finally:
-            cursor.close()
+        driver = await _in_loop_driver(conn)
+        if driver is None:
+            inserted: Any = await conn.exec_driver_sql(sql, tuple(params))
+        else:
+            inserted = _on_driver(driver, sql, params)
+        out += [key for (key,) in inserted]
     return out
 
 
@@ -265,17 +270,9 @@ class DriverQuery:
         return self._compiled
 
     async def rows(self, conn: AsyncConnection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        cursor = await _in_loop_cursor(conn)
-        compiled = self._compiled or (self._compile(conn.dialect) if cursor is not None else None)
-        if cursor is None or compiled is None or not self._direct:
-            if cursor is not None:
-                cursor.close()
+        driver = await _in_loop_driver(conn)
+        compiled = self._compiled or (self._compile(conn.dialect) if driver is not None else None)
+        if driver is None or compiled is None or not self._direct:
             return [tuple(row) for row in await conn.execute(self.statement, params)]
         sql, names, defaults = compiled
-        values = tuple(params[name] if name in params else defaults[name] for name in names)
-        try:
-            return cursor.execute(sql, values).fetchall()  # type: ignore[no-any-return]
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(sql, values, error, sqlite3.Error) from error
-        finally:
-            cursor.close()
+        return _on_driver(driver, sql, tuple(params[name] if name in params else defaults[name] for name in names))
