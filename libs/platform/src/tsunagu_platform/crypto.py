@@ -17,7 +17,6 @@ import base64
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,8 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.contracts.common import Sealed
 
-from tsunagu_platform.db import is_sqlite
-from tsunagu_platform.group_commit import GroupCommit
+from tsunagu_platform.group_commit import command_transactions
 from tsunagu_platform.sql import insert_returning_new
 
 keystore_metadata = MetaData()
@@ -117,10 +115,7 @@ class KeyStore:
         self._erasures = 0
         # Window staff create a key per new person or consultation: on SQLite, those arriving
         # together share the key database's commit (group_commit.py).
-        self._group = GroupCommit(engine, service=f"{keyring}-keys") if is_sqlite(engine) else None
-
-    def _transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self._group.transaction() if self._group is not None else self.engine.begin()
+        self._transaction = command_transactions(engine, service=f"{keyring}-keys")
 
     @property
     def _master(self) -> AESGCM:

@@ -17,11 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tsunagu_platform.db import is_sqlite
 from tsunagu_platform.metrics import GROUP_COMMIT_SIZE
+
+
+def command_transactions(
+    engine: AsyncEngine, *, service: str
+) -> Callable[[], AbstractAsyncContextManager[AsyncConnection]]:
+    """How commands on `engine` get their write transaction: grouped on SQLite, one each on PostgreSQL
+    (where concurrent transactions do not queue for one lock)."""
+    if is_sqlite(engine):
+        return GroupCommit(engine, service=service).transaction
+    return engine.begin
 
 
 class GroupCommit:

@@ -24,8 +24,8 @@ from tsunagu_events.topics import dlq_topic, events_topic
 
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, Handler, ReceivedEvent
 from tsunagu_platform.crypto import KeyStore, load_master_key
-from tsunagu_platform.db import create_engine, is_sqlite
-from tsunagu_platform.group_commit import GroupCommit
+from tsunagu_platform.db import create_engine
+from tsunagu_platform.group_commit import command_transactions
 from tsunagu_platform.kafka import AiokafkaPublisher, FaststreamPublisher, Publisher, ensure_topics, faststream_broker
 from tsunagu_platform.metrics import EVENTS_APPENDED
 from tsunagu_platform.projection import Projection, ProjectionManager
@@ -52,7 +52,7 @@ class ServiceRuntime:
     store: EventStore = field(init=False)
     keys: KeyStore = field(init=False)
     relay: OutboxRelay = field(init=False)
-    group: GroupCommit | None = field(init=False)
+    _transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]] = field(init=False)
     consumers: list[EventConsumer] = field(default_factory=list, init=False)
     projections: list[ProjectionManager] = field(default_factory=list, init=False)
     subscribed_topics: set[str] = field(default_factory=set, init=False)
@@ -73,7 +73,7 @@ class ServiceRuntime:
                 s.kafka_bootstrap_servers, idempotence=s.kafka_idempotence, client_id=f"tsunagu-{s.service}"
             )
         self.store = EventStore(self.engine, topic=self.events_topic)
-        self.group = GroupCommit(self.engine, service=s.service) if is_sqlite(self.engine) else None
+        self._transaction = command_transactions(self.engine, service=s.service)
         self.keys_engine = create_engine(s.keys_url)
         master_file = s.var_dir / f"{s.service}-master.key"
         self.keys = KeyStore(
@@ -92,9 +92,7 @@ class ServiceRuntime:
         savepoint (group_commit.py); on PostgreSQL each has its own. Either way the block returns
         only once the command is committed, and a command that raises leaves nothing behind.
         """
-        if self.group is not None:
-            return self.group.transaction()
-        return self.engine.begin()
+        return self._transaction()
 
     async def append(
         self,
