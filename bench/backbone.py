@@ -42,7 +42,13 @@ from tsunagu_events.envelope import now
 from tsunagu_platform.cli import tune_gc
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, IncomingRecord, ReceivedEvent, decode_record
 from tsunagu_platform.db import create_engine
-from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics, faststream_broker, producer_options
+from tsunagu_platform.kafka import (
+    AiokafkaPublisher,
+    consumer_options,
+    ensure_topics,
+    faststream_broker,
+    producer_options,
+)
 from tsunagu_platform.relay import OutboxRelay
 from tsunagu_platform.settings import ServiceSettings
 from tsunagu_platform.store import EventContext, EventStore, NewEvent
@@ -329,7 +335,7 @@ async def fetch_all(
     The clock starts at the first non-empty fetch, so connecting and the first metadata
     round trip are not counted (the same for every variant)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, **consumer_options()
     )
     await consumer.start()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -194,3 +195,32 @@ def test_subscriptions_commit_offsets_only_after_processing() -> None:
     subscriber = subscribe(broker, consumer, ["t"], group_id="t")
     assert subscriber.ack_policy == AckPolicy.NACK_ON_ERROR
     assert subscriber.ack_policy != AckPolicy.ACK_FIRST
+
+
+def test_subscriptions_bound_how_long_the_broker_may_hold_a_fetch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A caught-up partition's held fetch delays a backlogged partition's next one (kafka.FETCH_MAX_WAIT_MS):
+    every subscription passes the bound to aiokafka, and operators can set it."""
+    from tsunagu_platform.kafka import FETCH_MAX_WAIT_MS
+    from tsunagu_platform.runtime import ServiceRuntime
+    from tsunagu_platform.settings import ServiceSettings
+
+    consumer = EventConsumer("t", None, handle_tally, DeadLetters(CapturingPublisher(), "t"))  # type: ignore[arg-type]
+    default = subscribe(KafkaBroker("localhost:9092"), consumer, ["t"], group_id="t")
+    chosen = subscribe(KafkaBroker("localhost:9092"), consumer, ["t"], group_id="t", fetch_max_wait_ms=250)
+    # faststream keeps the keyword arguments it will build the AIOKafkaConsumer with here
+    assert default._connection_args["fetch_max_wait_ms"] == FETCH_MAX_WAIT_MS < 500  # Kafka's default is 500
+    assert chosen._connection_args["fetch_max_wait_ms"] == 250
+    assert chosen._connection_args["enable_auto_commit"] is False
+
+    monkeypatch.setenv("TSUNAGU_CONSUMER_FETCH_MAX_WAIT_MS", "40")
+    settings = ServiceSettings(service="t", port=1, var_dir=tmp_path)
+    assert settings.consumer_fetch_max_wait_ms == 40
+    runtime = ServiceRuntime(settings)
+    runtime.consume("totals", ["t"], handle_tally)
+    (subscriber,) = runtime.broker.subscribers
+    assert subscriber._connection_args["fetch_max_wait_ms"] == 40
+    monkeypatch.setenv("TSUNAGU_CONSUMER_FETCH_MAX_WAIT_MS", "0")
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        ServiceSettings(service="t", port=1)

@@ -16,7 +16,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tsunagu_platform.consumer import DLQ_HEADER_PREFIX
-from tsunagu_platform.kafka import OutgoingMessage, Publisher, end_distance
+from tsunagu_platform.kafka import OutgoingMessage, Publisher, consumer_options, end_distance
 
 log = structlog.get_logger("tsunagu.dlq")
 
@@ -49,7 +49,7 @@ async def replay_dlq(
         bootstrap_servers=bootstrap_servers,
         group_id=f"tsunagu-dlq-replay.{dlq_topic}",
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        **consumer_options(),
     )
     await consumer.start()
     report = ReplayReport()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,12 +37,49 @@ class Publisher(Protocol):
 
 def faststream_broker(bootstrap_servers: str, *, idempotence: bool = False) -> Any:
     """A faststream KafkaBroker whose per-message "Received/Processed" lines are DEBUG, not INFO:
-    at thousands of events a second they would drown the structured logs."""
+    at thousands of events a second they would drown the structured logs; its consumer groups join
+    together (`_ConcurrentlyStartedBroker`)."""
     import logging
 
+    return _broker_class()(bootstrap_servers, enable_idempotence=idempotence, acks="all", log_level=logging.DEBUG)
+
+
+@functools.cache
+def _broker_class() -> Any:
     from faststream.kafka import KafkaBroker
 
-    return KafkaBroker(bootstrap_servers, enable_idempotence=idempotence, acks="all", log_level=logging.DEBUG)
+    class _ConcurrentlyStartedBroker(KafkaBroker):
+        """Starting a group subscriber waits until the group has assigned its partitions (aiokafka's
+        `start()`), seconds per group (5 s on Tansu); faststream starts subscribers one after another,
+        so a service with three consumers consumed nothing for 15 s after a start or a restart.
+        Here they join concurrently; the rest is faststream's own start (connect, then publishers)."""
+
+        async def start(self) -> None:
+            await self.connect()
+            await asyncio.gather(*(subscriber.start() for subscriber in self.subscribers))
+            for publisher in self.publishers:
+                await publisher.start()
+            self.running = True
+
+    return _ConcurrentlyStartedBroker
+
+
+FETCH_MAX_WAIT_MS = 100
+"""How long the broker may hold a fetch that has nothing new for its partitions (Kafka's default: 500).
+
+aiokafka keeps one fetch in flight per broker and asks only for partitions whose
+buffered records are used up. When some partitions are caught up and another still
+has a backlog, the caught-up ones' fetch is held for this long, and the backlog's
+next fetch waits behind it: a catch-up (a replay, a rebuild, a consumer back from a
+pause) loses up to this long each time. Measured on Tansu: 0.4–0.5 s of a 1.4 s
+consumption of 20,200 events at 500 ms, none at 100 ms (docs/benchmarks.md). The
+cost of a lower value is an idle consumer's fetch requests: ten a second, not two."""
+
+
+def consumer_options(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> dict[str, Any]:
+    """What every consumer of ours passes to aiokafka (directly or through faststream); offsets are
+    committed by the code that knows the effects are stored, never automatically."""
+    return {"fetch_max_wait_ms": fetch_max_wait_ms, "auto_offset_reset": "earliest"}
 
 
 def producer_options(idempotence: bool) -> dict[str, Any]:

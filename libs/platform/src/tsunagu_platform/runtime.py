@@ -138,7 +138,14 @@ class ServiceRuntime:
             handles=handles,
             check_versions=check_versions,
         )
-        subscribe(self.broker, consumer, topics, group_id=full_name, max_records=self.settings.consumer_batch)
+        subscribe(
+            self.broker,
+            consumer,
+            topics,
+            group_id=full_name,
+            max_records=self.settings.consumer_batch,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+        )
         self.consumers.append(consumer)
         self.subscribed_topics.update(topics)
         return consumer

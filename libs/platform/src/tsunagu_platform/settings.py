@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tsunagu_platform.db import default_sqlite_url, normalise_url
+from tsunagu_platform.kafka import FETCH_MAX_WAIT_MS
 
 
 class ServiceSettings(BaseSettings):
@@ -50,6 +51,13 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     consumer_batch: int = Field(default=2000, ge=1, le=5000)
+    consumer_fetch_max_wait_ms: int = Field(
+        default=FETCH_MAX_WAIT_MS,
+        ge=1,
+        le=60_000,
+        validation_alias=AliasChoices("TSUNAGU_CONSUMER_FETCH_MAX_WAIT_MS", "consumer_fetch_max_wait_ms"),
+        description="Longest the broker may hold a consumer's fetch (see tsunagu_platform.kafka.FETCH_MAX_WAIT_MS).",
+    )
     token_signing_key: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TSUNAGU_TOKEN_SIGNING_KEY", "token_signing_key"),

@@ -17,6 +17,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from tsunagu_platform.consumer import EventConsumer, IncomingRecord
+from tsunagu_platform.kafka import FETCH_MAX_WAIT_MS, consumer_options
 
 log = structlog.get_logger("tsunagu.subscription")
 
@@ -39,6 +40,7 @@ def subscribe(
     group_id: str,
     max_records: int = 500,
     failure_pause: float = 1.0,
+    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
 ) -> Any:
     """Register `consumer` on `topics` under consumer group `group_id`."""
 
@@ -54,11 +56,11 @@ def subscribe(
         *topics,
         batch=True,
         group_id=group_id,
-        auto_offset_reset="earliest",
         max_records=max_records,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw,
         title=f"{consumer.name}",
+        **consumer_options(fetch_max_wait_ms),
     )
     subscriber(on_batch)
     return subscriber
