@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,60 @@ async def test_the_key_cache_is_bounded_and_evicted_keys_are_loaded_again(keys: 
     assert len(small._cache) == 3
     assert {owner: await small.open(owner, value) for owner, value in sealed.items()} == {o: o for o in sealed}
     assert len(small._cache) == 3
+
+
+async def test_concurrent_seals_create_their_keys_in_one_transaction_each_key_once(keys: KeyStore) -> None:
+    transactions = []
+    event.listen(keys.engine.sync_engine, "commit", lambda _conn: transactions.append(1))
+    owners = [f"consultation-{i}" for i in range(40)]
+    sealed = await asyncio.gather(*(keys.seal(owner, f"summary {owner}") for owner in owners + owners[:5]))
+    assert len(transactions) == 1, "the owners of the seals waiting together share one key-store commit"
+    assert set(await _key_rows(keys)) == set(owners)
+    opened = [await keys.open(owner, value) for owner, value in zip(owners + owners[:5], sealed, strict=True)]
+    assert opened == [f"summary {owner}" for owner in owners + owners[:5]], "repeated owners used the same key"
+
+
+async def test_concurrent_seals_for_an_erased_person_fail_and_the_others_succeed(
+    keys: KeyStore, tmp_path: Path
+) -> None:
+    await keys.erase("person-gone")
+    fresh = KeyStore(keys.engine, load_master_key(None, tmp_path / "m.key"), "intake")
+    results = await asyncio.gather(
+        fresh.seal("person-gone", "x"), fresh.seal("person-new", "y"), return_exceptions=True
+    )
+    assert isinstance(results[0], PersonErasedError)
+    assert await fresh.open("person-new", results[1]) == "y"  # type: ignore[arg-type]
+    assert await _key_rows(keys) == {"person-gone": True, "person-new": False}
+
+
+async def test_a_seal_whose_key_is_not_cached_still_gets_the_key_it_created(keys: KeyStore, tmp_path: Path) -> None:
+    uncached = KeyStore(keys.engine, load_master_key(None, tmp_path / "m.key"), "intake", cache_size=0)
+    sealed = await asyncio.gather(*(uncached.seal(f"p{i}", f"v{i}") for i in range(3)))
+    assert [await keys.open(f"p{i}", value) for i, value in enumerate(sealed)] == ["v0", "v1", "v2"]
+
+
+async def test_a_failed_key_transaction_fails_every_waiting_seal_and_the_next_seal_retries(keys: KeyStore) -> None:
+    fail = {"now": True}
+
+    def refuse(_conn: object, *_args: object) -> None:
+        if fail["now"]:
+            raise RuntimeError("key database unavailable")
+
+    event.listen(keys.engine.sync_engine, "begin", refuse)
+    results = await asyncio.gather(keys.seal("a", "1"), keys.seal("b", "2"), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["RuntimeError", "RuntimeError"]
+    fail["now"] = False
+    assert await keys.open("a", await keys.seal("a", "1")) == "1"
+
+
+async def test_a_seal_given_up_by_its_caller_leaves_the_others_waiting_for_the_same_key(keys: KeyStore) -> None:
+    impatient = asyncio.ensure_future(keys.seal("shared", "first"))
+    patient = asyncio.ensure_future(keys.seal("shared", "second"))
+    await asyncio.sleep(0)
+    impatient.cancel()
+    sealed = await patient
+    assert impatient.cancelled()
+    assert await keys.open("shared", sealed) == "second"
 
 
 def test_a_token_carries_tenant_agency_and_role() -> None:

@@ -164,3 +164,49 @@ async def test_append_many_stores_what_append_stores(engine: AsyncEngine) -> Non
     assert isinstance(many, list)
     strip = {"id", "subject", "streamid", "prevhash", "chainhash", "time", "correlationid"}
     assert [e.model_dump(exclude=strip) for e in many] == [e.model_dump(exclude=strip) for e in one]
+
+
+async def test_the_stored_text_is_the_envelope_itself_and_its_hash_is_the_canonical_forms(engine: AsyncEngine) -> None:
+    import json
+    from zoneinfo import ZoneInfo
+
+    from pydantic import ValidationError
+    from tsunagu_events import Actor
+    from tsunagu_events.chain import chain_hash
+    from tsunagu_platform.store import EventContext
+
+    store = EventStore(engine, topic="t")
+    context = EventContext(
+        tenant="131121",
+        source="/tsunagu/131121/example",
+        correlation_id="corr-1",
+        causation_id="cause-1",
+        actor=Actor(agency="ikejiri.community_center", staff="s-1"),
+    )
+    tally = TallyRecorded(window="窓口", count=2, category="general")
+    in_tokyo = datetime(2026, 4, 1, 9, 30, 0, 123456, tzinfo=ZoneInfo("Asia/Tokyo"))
+    stored = await store.append(
+        "s1",
+        0,
+        [NewEvent(tally), NewEvent(tally, time=in_tokyo, subject="person-1"), NewEvent(tally)],
+        CONTEXT,
+    )
+    stored += await store.append("s1", 3, [NewEvent(tally)], context)
+    async with engine.connect() as conn:
+        texts = (await conn.execute(select(events.c.envelope).order_by(events.c.stream_version))).scalars().all()
+    previous = "0" * 64
+    for envelope, text in zip(stored, texts, strict=True):
+        assert json.loads(text) == envelope.to_structured()
+        assert envelope.prevhash == previous
+        assert envelope.chainhash == chain_hash(previous, envelope)
+        previous = envelope.chainhash
+    assert stored[1].time == in_tokyo
+    assert stored[1].subject == "person-1"
+    assert (stored[3].actoragency, stored[3].causationid, stored[3].correlationid) == (
+        "ikejiri.community_center",
+        "cause-1",
+        "corr-1",
+    )
+    assert await store.verify("s1") is None
+    with pytest.raises(ValidationError):  # a time without its offset is refused, as the envelope refuses it
+        await store.append("s1", 4, [NewEvent(tally, time=datetime(2026, 4, 1, 9, 30))], CONTEXT)

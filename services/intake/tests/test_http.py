@@ -60,6 +60,29 @@ async def test_authentication_and_roles(running: Running) -> None:
     assert r.status_code == 403
 
 
+async def test_a_request_without_a_valid_bearer_token_is_a_401_problem(running: Running) -> None:
+    missing = await running.client.post("/consultations", json=CONSULTATION)
+    assert missing.json() == {
+        "type": "about:blank",
+        "title": "認証が必要です (bearer token required)",
+        "status": 401,
+    }
+    basic = await running.client.post("/consultations", json=CONSULTATION, headers={"Authorization": "Basic eDp5"})
+    assert (basic.status_code, basic.json()["title"]) == (401, "認証が必要です (bearer token required)")
+    forged = await running.client.get("/consultations", headers={"Authorization": "Bearer not.a.token"})
+    assert (forged.status_code, forged.json()["title"]) == (401, "認証できません (invalid or expired token)")
+
+
+def test_openapi_names_the_bearer_scheme_on_every_staff_route(running: Running) -> None:
+    schema = running.app.openapi()
+    assert schema["components"]["securitySchemes"] == {"HTTPBearer": {"type": "http", "scheme": "bearer"}}
+    post = schema["paths"]["/consultations"]["post"]
+    assert post["security"] == [{"HTTPBearer": []}]
+    assert post["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ConsultationWritten"
+    }
+
+
 async def test_consultation_flags_corrections_409_and_404(running_on: Running) -> None:
     running = running_on
     r = await running.client.post("/consultations", json=CONSULTATION, headers=token())

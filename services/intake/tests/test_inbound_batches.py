@@ -191,3 +191,10 @@ async def test_keys_are_durable_before_the_events_and_a_failed_batch_reuses_them
         person_id = derived_id("person", agency_event_key(report))
         details = (await running.client.get(f"/persons/{person_id}", headers=token(agency=WINDOW))).json()
         assert details["name"] == "山田 花子"
+
+
+@pytest.mark.parametrize("key", ["/agency/a 1", "/agency/池尻 e-01", ""])
+def test_a_reported_ids_stream_is_the_uuid5_of_its_source_and_id_so_replays_find_stored_streams(key: str) -> None:
+    import uuid
+
+    assert derived_id("consultation", key) == f"consultation-{uuid.uuid5(uuid.NAMESPACE_URL, key)}"

@@ -13,6 +13,7 @@ cannot be passed off as another's.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections import OrderedDict
@@ -38,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.contracts.common import Sealed
 
 from tsunagu_platform.group_commit import command_transactions
-from tsunagu_platform.sql import insert_returning_new
+from tsunagu_platform.sql import DriverQuery, insert_returning_new
 
 keystore_metadata = MetaData()
 person_keys = Table(
@@ -81,12 +82,16 @@ def load_master_key(value: str | None, fallback_file: Path) -> bytes:
 _SELECT_KEYS = select(person_keys.c.person_id, person_keys.c.wrapped_key, person_keys.c.erased_at).where(
     person_keys.c.person_id.in_(bindparam("person_ids", expanding=True))
 )
-_SELECT_KEY = select(person_keys.c.wrapped_key, person_keys.c.erased_at).where(
-    person_keys.c.person_id == bindparam("person_id")
+# One owner's key, read on the driver inside the key database's (grouped) transaction: SQLAlchemy's
+# execution of the statement cost more than the rest of opening a value.
+_SELECT_KEY = DriverQuery(
+    select(person_keys.c.wrapped_key, person_keys.c.erased_at).where(person_keys.c.person_id == bindparam("person_id"))
 )
-_INSERT_KEY = insert(person_keys)
 # Well under SQLite's and PostgreSQL's limits on bound parameters in one statement.
 _CHUNK = 500
+
+# What a waiting `seal` learns when an erasure overlapped the load of its key: look again.
+_AGAIN = b""
 
 
 class KeyStore:
@@ -113,9 +118,16 @@ class KeyStore:
         self._cache: OrderedDict[str, AESGCM] = OrderedDict()
         # Bumped by every erasure: a load that overlapped one must not cache what it read.
         self._erasures = 0
-        # Window staff create a key per new person or consultation: on SQLite, those arriving
-        # together share the key database's commit (group_commit.py).
+        # Reads of one key at a time (opening a value) share the key database's transaction with
+        # those arriving together on SQLite (group_commit.py).
         self._transaction = command_transactions(engine, service=f"{keyring}-keys")
+        # Window staff create a key per new person or consultation: the owners of every `seal`
+        # waiting at the same moment are loaded or created together, one transaction and one
+        # statement for all of them (`_flush`). Owner -> what its waiters learn: the key, None
+        # when the owner is erased, _AGAIN when an erasure overlapped.
+        self._requests: dict[str, asyncio.Future[bytes | None]] = {}
+        self._in_flight: dict[str, asyncio.Future[bytes | None]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def _master(self) -> AESGCM:
@@ -171,18 +183,27 @@ class KeyStore:
         wanted = [p for p in dict.fromkeys(person_ids) if self._cached(p) is None]
         if not wanted:
             return set()
+        loaded, erased, undisturbed = await self._load_or_create(wanted)
+        if undisturbed:
+            self._remember(loaded)
+        return erased
+
+    async def _load_or_create(self, owners: list[str]) -> tuple[dict[str, bytes], set[str], bool]:
+        """The keys of `owners` (created where missing) and the erased ones, in one transaction, and
+        whether no erasure overlapped it (else nothing read may be cached).
+
+        Creating comes first: most owners sealed for are new (a consultation, a person being
+        registered), so one INSERT … ON CONFLICT DO NOTHING settles them, and only the owners it
+        found existing (or erased) are read.
+        """
         erasures = self._erasures
         loaded: dict[str, bytes] = {}
         erased: set[str] = set()
         async with self.engine.begin() as conn:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                found = await self._select(conn, chunk, loaded, erased)
-                missing = [p for p in chunk if p not in found]
-                if not missing:
-                    continue
+            for start in range(0, len(owners), _CHUNK):
+                chunk = owners[start : start + _CHUNK]
                 at = datetime.now(UTC)
-                created = {p: AESGCM.generate_key(bit_length=256) for p in missing}
+                created = {p: AESGCM.generate_key(bit_length=256) for p in chunk}
                 inserted = set(
                     await insert_returning_new(
                         conn,
@@ -192,11 +213,59 @@ class KeyStore:
                     )
                 )
                 loaded.update((p, key) for p, key in created.items() if p in inserted)
-                if len(inserted) < len(missing):  # another writer created (or erased) some meanwhile
-                    await self._select(conn, [p for p in missing if p not in inserted], loaded, erased)
-        if erasures == self._erasures:
-            self._remember(loaded)
-        return erased
+                if len(inserted) < len(chunk):
+                    await self._select(conn, [p for p in chunk if p not in inserted], loaded, erased)
+        return loaded, erased, erasures == self._erasures
+
+    async def _for_sealing(self, person_id: str) -> AESGCM:
+        """The owner's key, created if it has none, together with those of the other `seal`s waiting now."""
+        while True:
+            cached = self._cached(person_id)
+            if cached is not None:
+                return cached
+            request = self._requests.get(person_id) or self._in_flight.get(person_id)
+            if request is None:
+                loop = asyncio.get_running_loop()
+                request = self._requests[person_id] = loop.create_future()
+                if self._flusher is None or self._flusher.get_loop() is not loop:
+                    self._flusher = loop.create_task(self._flush())
+            # Shielded: a caller that gives up must not cancel the others' wait.
+            key = await asyncio.shield(request)
+            if key is None:
+                raise PersonErasedError(person_id)
+            if key:  # else _AGAIN
+                return self._cache.get(person_id) or AESGCM(key)
+
+    async def _flush(self, turns: int = 4) -> None:
+        """Load or create the requested keys, a batch at a time, until no `seal` is waiting."""
+        try:
+            # A few turns of the event loop: the commands being handled right now reach `seal`.
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            while self._requests:
+                batch, self._requests = self._requests, {}
+                self._in_flight = batch
+                try:
+                    loaded, _erased, undisturbed = await self._load_or_create(list(batch))
+                except Exception as error:
+                    for request in batch.values():
+                        if not request.done():
+                            request.set_exception(error)
+                    self._in_flight = {}
+                    continue
+                self._in_flight = {}
+                if undisturbed:
+                    self._remember(loaded)
+                for owner, request in batch.items():
+                    if not request.done():
+                        request.set_result(_AGAIN if not undisturbed else loaded.get(owner))
+        except BaseException:
+            for request in [*self._requests.values(), *self._in_flight.values()]:
+                request.cancel()
+            self._requests, self._in_flight = {}, {}
+            raise
+        finally:
+            self._flusher = None
 
     async def _select(
         self, conn: AsyncConnection, person_ids: list[str], loaded: dict[str, bytes], erased: set[str]
@@ -210,35 +279,27 @@ class KeyStore:
                 loaded[person_id] = self._unwrap(person_id, wrapped)
         return found
 
-    async def _key(self, person_id: str, *, create: bool) -> AESGCM | None:
+    async def _existing(self, person_id: str) -> AESGCM | None:
+        """The owner's key, or None when it has none or was erased (nothing is created)."""
         while True:
             cached = self._cached(person_id)
             if cached is not None:
                 return cached
             erasures = self._erasures
             async with self._transaction() as conn:
-                row = (await conn.execute(_SELECT_KEY, {"person_id": person_id})).first()
-                if row is None:
-                    if not create:
-                        return None
-                    key = AESGCM.generate_key(bit_length=256)
-                    await conn.execute(_INSERT_KEY, self._new_row(person_id, key, datetime.now(UTC)))
-                elif row.erased_at is not None:
-                    if create:
-                        raise PersonErasedError(person_id)
-                    return None
-                else:
-                    key = self._unwrap(person_id, row.wrapped_key)
+                found = await _SELECT_KEY.rows(conn, {"person_id": person_id})
+            if not found or found[0][1] is not None:
+                return None
+            key = self._unwrap(person_id, found[0][0])
             if erasures == self._erasures:  # else an erasure overlapped: look again
                 self._remember({person_id: key})
-                return AESGCM(key)
+                return self._cache.get(person_id) or AESGCM(key)
 
     def _kid(self, person_id: str) -> str:
         return f"{self.keyring}/{person_id}/1"
 
     async def seal(self, person_id: str, plaintext: str) -> Sealed:
-        aead = await self._key(person_id, create=True)
-        assert aead is not None
+        aead = self._cached(person_id) or await self._for_sealing(person_id)
         nonce = os.urandom(12)
         ciphertext = aead.encrypt(nonce, plaintext.encode("utf-8"), person_id.encode())
         return Sealed(kid=self._kid(person_id), nonce=_b64(nonce), ct=_b64(ciphertext))
@@ -247,7 +308,7 @@ class KeyStore:
         """The plaintext, or None when there is nothing, the person was erased or the value is not ours."""
         if sealed is None or sealed.kid != self._kid(person_id):
             return None
-        aead = await self._key(person_id, create=False)
+        aead = await self._existing(person_id)
         if aead is None:
             return None
         try:

@@ -73,7 +73,10 @@ class GroupCommit:
             conn = self._conn
             # The savepoint statements go straight to the driver: SQLAlchemy's nested transactions
             # compile each SAVEPOINT anew, which cost more than the command they protect.
-            driver = (await conn.get_raw_connection()).driver_connection
+            # Inside the open transaction the DBAPI connection is checked out: no await to reach it.
+            sync = conn.sync_connection
+            assert sync is not None
+            driver = sync.connection.driver_connection
             assert driver is not None
             driver.execute("SAVEPOINT tsunagu_command")
             try:

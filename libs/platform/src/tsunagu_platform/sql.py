@@ -95,6 +95,18 @@ class _Remembering:
 _UNSEEN = object()
 
 
+def _converted(processor: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    """`processor` applied to each value, once for a run of the same value (see _Remembering)."""
+    out = []
+    last: Any = _UNSEEN
+    result: Any = None
+    for value in values:
+        if value is not last:
+            last, result = value, processor(value)
+        out.append(result)
+    return out
+
+
 class BulkInsert:
     """One INSERT for many rows: compiled once per dialect, run as the driver's executemany.
 
@@ -154,31 +166,41 @@ class BulkInsert:
         sql = self.sql(conn.dialect)
         processors = self._processors[f"{conn.dialect.name}:{conn.dialect.paramstyle}"]
         if processors:
-            convert = [_Remembering(processor) for _index, processor in processors]
-            converted = []
-            for row in rows:
-                values = list(row)
-                for (index, _processor), remembering in zip(processors, convert, strict=True):
-                    values[index] = remembering(values[index])
-                converted.append(tuple(values))
-            rows = converted
-        driver = await _in_loop_driver(conn)
+            if len(rows) == 1:
+                values = list(rows[0])
+                for index, processor in processors:
+                    values[index] = processor(values[index])
+                rows = [tuple(values)]
+            else:
+                # Column by column: each converted column is one loop, not a call per value.
+                columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+                for index, processor in processors:
+                    columns[index] = _converted(processor, columns[index])
+                rows = list(zip(*columns, strict=True))
+        driver = _in_loop_driver(conn)
         if driver is None:
             await conn.exec_driver_sql(sql, list(rows))
+        elif len(rows) == 1:
+            _on_driver(driver, sql, rows[0])
         else:
             _on_driver(driver, sql, list(rows), many=True)
 
 
-async def _in_loop_driver(conn: AsyncConnection) -> Any | None:
+def _in_loop_driver(conn: AsyncConnection) -> Any | None:
     """The stdlib driver's connection under the in-loop SQLite dialect, inside the caller's open
     transaction; None elsewhere (the statement then goes through SQLAlchemy).
 
     SQLAlchemy's execution of a ready statement string (context, events, result) cost more than
-    SQLite's own work for these statements.
+    SQLite's own work for these statements. No await is needed to reach the driver: inside a
+    transaction the connection is checked out, and one that was invalidated raises here instead
+    of reconnecting.
     """
-    if conn.dialect.driver != sqlite_inline.DRIVER or not conn.in_transaction():
+    if conn.dialect.driver != sqlite_inline.DRIVER:
         return None
-    return (await conn.get_raw_connection()).driver_connection
+    sync = conn.sync_connection
+    if sync is None or not sync.in_transaction():
+        return None
+    return sync.connection.driver_connection
 
 
 def _on_driver(driver: Any, sql: str, params: Sequence[Any], *, many: bool = False) -> list[Any]:
@@ -238,7 +260,7 @@ async def _driver_insert_returning_new(
             for name, processor in zip(columns, processors, strict=True):
                 value = row[name]
                 params.append(processor(value) if processor is not None else value)
-        driver = await _in_loop_driver(conn)
+        driver = _in_loop_driver(conn)
         if driver is None:
             inserted: Any = await conn.exec_driver_sql(sql, tuple(params))
         else:
@@ -247,32 +269,43 @@ async def _driver_insert_returning_new(
     return out
 
 
+_Compiled = tuple[str, tuple[str, ...], dict[str, Any], list[tuple[int, Callable[[Any], Any]]]]
+
+
 class DriverQuery:
     """A prebuilt SELECT that, inside a transaction of the in-loop SQLite dialect, goes straight to the
-    stdlib driver (the statement compiled once, parameters put in order); elsewhere, or when a result
-    column's type would convert what the driver returns, it runs through SQLAlchemy as usual.
-    Rows come back as tuples either way."""
+    stdlib driver (the statement compiled once, parameters put in order, each result column through
+    its type's own result processor, as SQLAlchemy would convert it); elsewhere it runs through
+    SQLAlchemy as usual. Rows come back as tuples either way."""
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._compiled: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
-        self._direct: bool | None = None
+        self._compiled: _Compiled | None = None
 
-    def _compile(self, dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
         defaults = {name: compiled.binds[name].value for name in names if not compiled.binds[name].required}
-        self._direct = all(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) is None
-            for column in self.statement.selected_columns
-        )
-        self._compiled = (str(compiled), names, defaults)
+        processors = []
+        for index, column in enumerate(self.statement.selected_columns):
+            processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            if processor is not None:
+                processors.append((index, processor))
+        self._compiled = (str(compiled), names, defaults, processors)
         return self._compiled
 
     async def rows(self, conn: AsyncConnection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        driver = await _in_loop_driver(conn)
-        compiled = self._compiled or (self._compile(conn.dialect) if driver is not None else None)
-        if driver is None or compiled is None or not self._direct:
+        driver = _in_loop_driver(conn)
+        if driver is None:
             return [tuple(row) for row in await conn.execute(self.statement, params)]
-        sql, names, defaults = compiled
-        return _on_driver(driver, sql, tuple(params[name] if name in params else defaults[name] for name in names))
+        sql, names, defaults, processors = self._compiled or self._compile(conn.dialect)
+        found = _on_driver(driver, sql, tuple(params[name] if name in params else defaults[name] for name in names))
+        if not processors or not found:
+            return found
+        converted = []
+        for row in found:
+            values = list(row)
+            for index, processor in processors:
+                values[index] = processor(values[index])
+            converted.append(tuple(values))
+        return converted

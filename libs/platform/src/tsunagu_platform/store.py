@@ -24,7 +24,7 @@ from tsunagu_events import (
     new_event_id,
 )
 from tsunagu_events.chain import ChainBreak, chain_link, verify_chain
-from tsunagu_events.envelope import now
+from tsunagu_events.envelope import format_time, now
 from tsunagu_events.registry import schema_id
 
 from tsunagu_platform.sql import BulkInsert, DriverQuery
@@ -124,6 +124,50 @@ _INSERT_EVENTS = BulkInsert(
 _INSERT_OUTBOX = BulkInsert(outbox, ("event_id", "topic", "created_at", "attempts"))
 
 
+# The fields `_build` gives an envelope; the others keep their defaults.
+_GIVEN = frozenset(
+    {
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+        "tenant",
+        "streamid",
+        "streamversion",
+        "correlationid",
+        "causationid",
+        "actoragency",
+        "actorstaff",
+        "dataversion",
+        "prevhash",
+        "data",
+    }
+)
+_DEFAULTED = {name: f.default for name, f in EventEnvelope.model_fields.items() if name not in _GIVEN}
+_CONSTANT = {name: value for name, value in _DEFAULTED.items() if value is not None}
+# The structured form is spelled out from the fields (below) only while every other field has a
+# plain default: the envelope's own `to_structured` walks its fields and formats the time again
+# for every event, about a fifth of building one.
+_STRUCTURED_DIRECTLY = EventEnvelope.model_fields.keys() >= _GIVEN and all(
+    value is None or isinstance(value, str | int) for value in _DEFAULTED.values()
+)
+
+
+def _link(previous: str, fields: dict[str, Any], time_text: str) -> tuple[str, str] | None:
+    """The chain hash and canonical text of an envelope with these fields (`time` as `time_text`),
+    as `chain_link(previous, envelope.to_structured())` gives them: the attributes that are set,
+    the defaults and the data. None when a value cannot be encoded: the envelope's validation
+    then says what is wrong."""
+    structured = {**_CONSTANT, **{name: value for name, value in fields.items() if value is not None}}
+    structured["time"] = time_text
+    try:
+        return chain_link(previous, structured)
+    except (TypeError, ValueError):
+        return None
+
+
 async def read_stream(conn: AsyncConnection, stream_id: str) -> list[EventEnvelope]:
     """A whole stream in order, on the caller's connection (load, decide and append in one transaction)."""
     return [deserialise(text) for (text,) in await _STREAM.rows(conn, {"stream_id": stream_id})]
@@ -136,6 +180,7 @@ class EventStore:
         self.engine = engine
         self.topic = topic
         self.clock = clock
+        self._formatted: tuple[datetime | None, str] = (None, "")
 
     async def append(
         self,
@@ -195,26 +240,39 @@ class EventStore:
         outbox_rows: list[tuple[Any, ...]] = []
         for offset, item in enumerate(new_events, start=1):
             payload = item.payload
-            draft = EventEnvelope(
-                id=item.id,
-                source=context.source,
-                type=payload.event_type,
-                time=item.time or recorded_at,
-                subject=item.subject or stream_id,
-                dataschema=schema_id(payload.event_type, payload.version),
-                tenant=context.tenant,
-                streamid=stream_id,
-                streamversion=current + offset,
-                correlationid=context.correlation_id,
-                causationid=context.causation_id,
-                actoragency=context.actor.agency if context.actor else None,
-                actorstaff=context.actor.staff if context.actor else None,
-                dataversion=payload.version,
-                prevhash=previous,
-                data=payload.to_data(),
-            )
-            digest, canonical = chain_link(previous, draft.to_structured())
-            envelope = draft.model_copy(update={"chainhash": digest})
+            moment = item.time or recorded_at
+            fields: dict[str, Any] = {
+                "id": item.id,
+                "source": context.source,
+                "type": payload.event_type,
+                "time": moment,
+                "subject": item.subject or stream_id,
+                "dataschema": schema_id(payload.event_type, payload.version),
+                "tenant": context.tenant,
+                "streamid": stream_id,
+                "streamversion": current + offset,
+                "correlationid": context.correlation_id,
+                "causationid": context.causation_id,
+                "actoragency": context.actor.agency if context.actor else None,
+                "actorstaff": context.actor.staff if context.actor else None,
+                "dataversion": payload.version,
+                "prevhash": previous,
+                "data": payload.to_data(),
+            }
+            link = None
+            if _STRUCTURED_DIRECTLY and moment.tzinfo is not None:
+                # The events of a command or a batch share their recording time: formatted once.
+                formatted = self._formatted
+                if moment is not formatted[0]:
+                    formatted = self._formatted = (moment, format_time(moment))
+                link = _link(previous, fields, formatted[1])
+            if link is not None:
+                digest, canonical = link
+                envelope = EventEnvelope(**fields, chainhash=digest)
+            else:
+                draft = EventEnvelope(**fields)
+                digest, canonical = chain_link(previous, draft.to_structured())
+                envelope = draft.model_copy(update={"chainhash": digest})
             # The stored text is the canonical text with the two hashes in front: the same JSON
             # object as the structured form, without encoding it a second time.
             text = '{"chainhash":"' + digest + '","prevhash":"' + previous + '",' + canonical[1:]

@@ -9,6 +9,7 @@ and the topics only ever carry ciphertext.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from tsunagu_events.envelope import now
 from tsunagu_events.reference import Ward
 from tsunagu_events.registry import EventPayload
 from tsunagu_platform.runtime import ServiceRuntime
+from tsunagu_platform.sql import BulkInsert
 from tsunagu_platform.store import ConcurrencyConflict, EventContext, NewEvent
 
 from tsunagu_intake.domain.consultation import Window
@@ -56,12 +58,14 @@ A = TypeVar("A", bound=Aggregate)
 # Read-model statements built once and run with parameters: building one per event cost
 # more in SQLAlchemy than SQLite spends executing it.
 INSERT = {
-    "consultations": insert(consultations),
-    "persons": insert(persons),
     "consents": insert(consents),
     "households": insert(households),
     "cases": insert(cases),
 }
+# The rows every received consultation and registered person write, one insert per batch (or
+# command) on the driver: SQLAlchemy's own execution of them cost more than SQLite's insert.
+CONSULTATION_ROWS = BulkInsert(consultations, tuple(c.name for c in consultations.c))
+PERSON_ROWS = BulkInsert(persons, tuple(c.name for c in persons.c))
 _UPDATE_CONSULTATION = update(consultations).where(consultations.c.consultation_id == bindparam("b_id"))
 _PERSON_VERSION = update(persons).where(persons.c.person_id == bindparam("b_id"))
 
@@ -70,9 +74,18 @@ def new_id(kind: str) -> str:
     return f"{kind}-{uuid.uuid4()}"
 
 
+_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
+
+
 def derived_id(kind: str, key: str) -> str:
-    """A stable id for something an agency reported, so a replay maps onto the same stream."""
-    return f"{kind}-{uuid.uuid5(uuid.NAMESPACE_URL, key)}"
+    """A stable id for something an agency reported, so a replay maps onto the same stream:
+    `<kind>-<uuid5(NAMESPACE_URL, key)>`, spelled out (building the UUID object cost more than
+    its hash, once per report)."""
+    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + key.encode("utf-8"), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = digest.hex()
+    return f"{kind}-{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 @dataclass(frozen=True)
@@ -253,46 +266,46 @@ class IntakeService:
             )
 
 
-def consultation_row(p: ConsultationReceived, version: int) -> dict[str, Any]:
-    """The `intake_consultations` row of a received consultation."""
-    return {
-        "consultation_id": p.consultation_id,
-        "window_id": p.window_id,
-        "window_type": p.window_type,
-        "district_id": p.district_id,
-        "area_id": p.area_id,
-        "received_at": p.received_at,
-        "fiscal_year": p.fiscal_year,
-        "channel": p.channel.value,
-        "consulted_by": p.consulted_by.value,
-        "categories": [c.value for c in p.categories],
-        "expanded": p.expanded,
-        "compound_need": p.compound_need,
-        "gap_need": p.gap_need,
-        "outcome": p.outcome.value,
-        "person_id": p.person_id,
-        "via": p.via.value,
-        "version": version,
-    }
+def consultation_row(p: ConsultationReceived, version: int) -> tuple[Any, ...]:
+    """The `intake_consultations` row of a received consultation (CONSULTATION_ROWS' columns)."""
+    return (
+        p.consultation_id,
+        p.window_id,
+        p.window_type,
+        p.district_id,
+        p.area_id,
+        p.received_at,
+        p.fiscal_year,
+        p.channel.value,
+        p.consulted_by.value,
+        [c.value for c in p.categories],
+        p.expanded,
+        p.compound_need,
+        p.gap_need,
+        p.outcome.value,
+        p.person_id,
+        p.via.value,
+        version,
+    )
 
 
-def person_row(envelope: EventEnvelope, p: PersonRegistered) -> dict[str, Any]:
-    """The `intake_persons` row of a registered person."""
-    return {
-        "person_id": p.person_id,
-        "district_id": p.district_id,
-        "registered_by_agency": envelope.actoragency or "unknown",
-        "registered_at": envelope.time,
-        "erased_at": None,
-        "version": envelope.streamversion,
-    }
+def person_row(envelope: EventEnvelope, p: PersonRegistered) -> tuple[Any, ...]:
+    """The `intake_persons` row of a registered person (PERSON_ROWS' columns)."""
+    return (
+        p.person_id,
+        p.district_id,
+        envelope.actoragency or "unknown",
+        envelope.time,
+        None,
+        envelope.streamversion,
+    )
 
 
 async def project(conn: AsyncConnection, envelope: EventEnvelope, p: EventPayload) -> None:
     """Keep the read models in step with one stored event (same transaction)."""
     version = envelope.streamversion
     if isinstance(p, ConsultationReceived):
-        await conn.execute(INSERT["consultations"], consultation_row(p, version))
+        await CONSULTATION_ROWS.run(conn, [consultation_row(p, version)])
     elif isinstance(p, ConsultationReclassified):
         await _update(
             conn,
@@ -307,7 +320,7 @@ async def project(conn: AsyncConnection, envelope: EventEnvelope, p: EventPayloa
     elif isinstance(p, GapNeedMarked):
         await _update(conn, p.consultation_id, gap_need=p.marked, version=version)
     elif isinstance(p, PersonRegistered):
-        await conn.execute(INSERT["persons"], person_row(envelope, p))
+        await PERSON_ROWS.run(conn, [person_row(envelope, p)])
     elif isinstance(p, PersonDetailsCorrected):
         values: dict[str, Any] = {"version": version}
         if p.district_id is not None:

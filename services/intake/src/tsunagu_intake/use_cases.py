@@ -29,7 +29,15 @@ from tsunagu_events.registry import EventPayload
 from tsunagu_platform.store import ConcurrencyConflict, EventContext, NewEvent, StreamAppend
 from tsunagu_platform.tables import events as events_table
 
-from tsunagu_intake.application import INSERT, Done, IntakeService, consultation_row, new_id, person_row
+from tsunagu_intake.application import (
+    CONSULTATION_ROWS,
+    PERSON_ROWS,
+    Done,
+    IntakeService,
+    consultation_row,
+    new_id,
+    person_row,
+)
 from tsunagu_intake.domain.case import (
     AdoptPlan,
     Case,
@@ -238,8 +246,8 @@ class Intake(IntakeService):
             consultation = Consultation()
             consultation.receive(await self._receive_command(new, consultation_id, window))
             streams.append(NewStream(consultation_id, consultation.collect(), context, report.causation))
-        person_rows: list[dict[str, Any]] = []
-        consultation_rows: list[dict[str, Any]] = []
+        person_rows: list[tuple[Any, ...]] = []
+        consultation_rows: list[tuple[Any, ...]] = []
         results: list[Done | None] = []
         for stream, stored in zip(streams, await self.append_new_streams(conn, streams), strict=True):
             if stored is None:
@@ -260,10 +268,8 @@ class Intake(IntakeService):
                     person_rows.append(person_row(envelope, payload))
             if stream.report is not None:
                 results.append(Done(stream.stream_id, len(stored), stored))
-        if person_rows:
-            await conn.execute(INSERT["persons"], person_rows)
-        if consultation_rows:
-            await conn.execute(INSERT["consultations"], consultation_rows)
+        await PERSON_ROWS.run(conn, person_rows)
+        await CONSULTATION_ROWS.run(conn, consultation_rows)
         return results
 
     async def append_new_streams(
