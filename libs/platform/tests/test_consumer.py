@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,8 @@ from faststream.kafka.testing import TestKafkaBroker
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tsunagu_events import EventEnvelope, to_kafka
+from tsunagu_events import EventEnvelope, registry, to_kafka
+from tsunagu_events.contracts.example import TALLY_RECORDED
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, IncomingRecord, ReceivedEvent
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.example import example_metadata, handle_tally, read_totals
@@ -161,6 +163,41 @@ async def test_unversioned_consumer_dedupes_by_source_and_id(engine: AsyncEngine
     consumer = consumer_for(engine, CapturingPublisher(), check_versions=False)
     await consumer.handle_batch([record_of(events[0]), record_of(same_id_other_source), record_of(events[0])])
     assert await read_totals(engine) == {"w1": (2, 2)}
+
+
+def with_type(record: IncomingRecord, event_type: str, value: bytes | None = None) -> IncomingRecord:
+    headers = tuple((k, event_type.encode() if k == "ce_type" else v) for k, v in record.headers)
+    return dataclasses.replace(record, headers=headers, value=record.value if value is None else value)
+
+
+@pytest.mark.parametrize("check_versions", [False, True])
+async def test_a_consumer_passes_over_known_types_it_does_not_handle_without_judging_them(
+    engine: AsyncEngine, check_versions: bool
+) -> None:
+    """A service consuming another's topic sees every type there; one it does not handle has no effect,
+    so an unversioned consumer skips it before decoding (no inbox row, no DLQ). Types nobody registered
+    and bad records of handled types are still dead-lettered; a versioned consumer decodes everything
+    (its stream positions need every version)."""
+    (tally,) = await stored_events(engine, "w1", 1)
+    other_type = next(r.event_type for r in registry.registrations() if r.event_type != TALLY_RECORDED)
+    valid = record_of(tally)
+    records = [
+        valid,
+        with_type(record_of(tally.model_copy(update={"id": "other"})), other_type, b"not json"),
+        with_type(record_of(tally.model_copy(update={"id": "nobody"})), "tsunagu.nobody.Knows"),
+        with_type(record_of(tally.model_copy(update={"id": "broken"})), TALLY_RECORDED, b"not json"),
+    ]
+    dlq = CapturingPublisher()
+    consumer = consumer_for(engine, dlq, handles=[TALLY_RECORDED], check_versions=check_versions)
+    await consumer.handle_batch(records)
+
+    assert await read_totals(engine) == {"w1": (1, 1)}
+    reasons = sorted(dlq.header(i, "dlq_reason") for i in range(len(dlq.sent)))
+    if check_versions:
+        assert reasons == ["undecodable", "undecodable", "unknown_type"]
+    else:
+        assert reasons == ["undecodable", "unknown_type"]
+        assert await count_rows(engine, inbox) == 1
 
 
 async def test_faststream_subscriber_applies_each_event_once(engine: AsyncEngine) -> None:

@@ -38,7 +38,7 @@ from tsunagu_events import (
     from_kafka,
     registry,
 )
-from tsunagu_events.binding import Reason
+from tsunagu_events.binding import HEADER_PREFIX, Reason
 from tsunagu_events.envelope import format_time, now
 from tsunagu_events.topics import dlq_topic
 
@@ -51,6 +51,7 @@ from tsunagu_platform.tables import held_events, inbox, stream_positions
 log = structlog.get_logger("tsunagu.consumer")
 
 DLQ_HEADER_PREFIX = "dlq_"
+TYPE_HEADER = HEADER_PREFIX + "type"
 
 
 @dataclass(frozen=True)
@@ -353,6 +354,9 @@ class EventConsumer:
         self.registry = reg
         self.handles = set(handles) if handles is not None else None
         self.sequencer = StreamSequencer(name, reg) if check_versions else None
+        self._only: frozenset[str] | None = (
+            frozenset(handles) if handles is not None and not check_versions else None
+        )  # see _concerns
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
 
@@ -370,10 +374,30 @@ class EventConsumer:
         with structlog.contextvars.bound_contextvars(consumer=self.name):
             await self._handle_batch(records)
 
+    def _concerns(self, record: IncomingRecord, only: frozenset[str]) -> bool:
+        """False for a record whose type header names an event this consumer does not handle although
+        the registry knows it (a service's consumer of another service's topic sees every type there).
+
+        Only for consumers without stream-version checks (their positions need every version) and
+        only with `handles`: such a record has no effect here, so it is neither decoded nor given an
+        inbox row; judging its payload is for the consumers that handle it. A record without the
+        header, or of a type nobody registered, is decoded as always (and dead-lettered if bad).
+        """
+        for name, value in record.headers:
+            if name == TYPE_HEADER:
+                event_type = value.decode("utf-8", "replace")
+                return event_type in only or not self.registry.knows(event_type)
+        return True
+
     async def _handle_batch(self, records: Sequence[IncomingRecord]) -> None:
         started = time.perf_counter()
         decoded: list[ReceivedEvent] = []
         rejected: list[Rejected] = []
+        if self._only is not None:
+            concerning = [record for record in records if self._concerns(record, self._only)]
+            if len(concerning) < len(records):
+                CONSUMED.labels(self.name, "passed_over").inc(len(records) - len(concerning))
+            records = concerning
         for record in records:
             item = decode_record(record, self.registry)
             (decoded if isinstance(item, ReceivedEvent) else rejected).append(item)  # type: ignore[arg-type]
