@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tsunagu_platform import projection
+from tsunagu_platform.consumer import ReceivedEvent
 from tsunagu_platform.example import TallyTotals, append_tallies, read_totals
 from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics
-from tsunagu_platform.projection import Progress, ProjectionManager
+from tsunagu_platform.projection import GenerationRunner, Progress, ProjectionManager, Tables
 from tsunagu_platform.relay import OutboxRelay
+from tsunagu_platform.tables import stream_positions
 
 
 class TopicTotals(TallyTotals):
@@ -95,3 +99,55 @@ async def test_rebuild_equals_live_and_reads_answer_whole_during_it(
 
 async def _equals(read: object, expected: dict[str, tuple[int, int]]) -> bool:
     return bool(await read() == expected)  # type: ignore[operator]
+
+
+class FailingOnce(TopicTotals):
+    """Fails the first time its `apply` has seen `after` events: a rebuild that crashes midway."""
+
+    def __init__(self, topic: str, after: int) -> None:
+        super().__init__(topic)
+        self.after = after
+        self.seen = 0
+
+    async def apply(self, conn: AsyncConnection, tables: Tables, event: ReceivedEvent) -> None:
+        self.seen += 1
+        if self.seen == self.after:
+            raise RuntimeError("crash")
+        await super().apply(conn, tables, event)
+
+
+async def test_a_rebuild_that_failed_midway_resumes_from_its_last_commit_exactly(
+    engine: AsyncEngine, kafka_bootstrap: str, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(projection, "REBUILD_COMMIT_EVENTS", 40)  # several commits in 300 events
+    await ensure_topics(kafka_bootstrap, [unique_topic], partitions=3)
+    await append_tallies(engine, streams=10, events=30, topic=unique_topic)
+    await relay_all(engine, kafka_bootstrap)
+    manager = ProjectionManager(engine, FailingOnce(unique_topic, after=200), kafka_bootstrap, max_records=25)
+    with pytest.raises(RuntimeError, match="crash"):
+        await manager.rebuild()
+    assert await manager.active_generation() == 1  # nothing half-built was switched in
+    runner = manager.runner(2)
+    committed = sum((await runner._checkpoints()).values())
+    assert 0 < committed < 200
+    partial = await read_totals(engine, runner.tables["totals"])
+    assert sum(events for _, events in partial.values()) == committed
+
+    await runner.start()
+    try:
+        while await runner.step_rebuilding(timeout_ms=500) or await runner.lag():
+            pass
+    finally:
+        await runner.stop()
+    assert await read_totals(engine, runner.tables["totals"]) == {f"window-{i}": (30, 30) for i in range(10)}
+    assert await positions_of(engine, runner) == {f"window-{i}": 30 for i in range(10)}
+
+
+async def positions_of(engine: AsyncEngine, runner: GenerationRunner) -> dict[str, int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(stream_positions.c.stream_id, stream_positions.c.version).where(
+                stream_positions.c.consumer == runner.sequencer.consumer
+            )
+        )
+        return {s: int(v) for s, v in rows}

@@ -15,7 +15,7 @@ from tsunagu_platform.example import TallyTotals, read_totals
 from tsunagu_platform.projection import GenerationRunner, ProjectionManager, Tables
 from tsunagu_platform.sql import BulkInsert
 from tsunagu_platform.store import EventStore
-from tsunagu_platform.tables import held_events, stream_positions
+from tsunagu_platform.tables import held_events, projection_checkpoints, stream_positions
 
 from .helpers import CONTEXT, record_of, tallies
 
@@ -133,6 +133,58 @@ async def test_failed_batch_leaves_no_remembered_positions_behind(engine: AsyncE
     runner.tables = tables
     await runner.apply_records(records(events))
     assert await totals(runner) == {"w": (2, 2)}
+
+
+async def stored_checkpoints(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(select(projection_checkpoints.c.next_offset))).scalars())
+
+
+async def test_batches_kept_open_commit_together_with_their_checkpoints(engine: AsyncEngine) -> None:
+    events = await envelopes(engine, "s1", 3, "w")
+    _manager, runner = await runner_for(engine)
+    await runner.apply_records(records(events[:2]), keep_open=True)
+    await runner.apply_records(records(events[2:], start=2), keep_open=True)
+    assert runner.events_done == 0  # counted once committed
+    await runner.commit()
+    assert runner.events_done == 3
+    assert await totals(runner) == {"w": (3, 3)}
+    assert await stored_checkpoints(engine) == [3]
+
+
+async def test_a_failed_batch_rolls_back_every_batch_of_its_open_transaction(engine: AsyncEngine) -> None:
+    events = await envelopes(engine, "s1", 4, "w")
+    _manager, runner = await runner_for(engine)
+    await runner.apply_records(records(events[:1]))  # committed
+    await runner.apply_records(records(events[1:3], start=1), keep_open=True)
+    tables = runner.tables
+    runner.tables = {}  # the projection's apply fails on the missing table
+    with pytest.raises(KeyError):
+        await runner.apply_records(records(events[3:], start=3), keep_open=True)
+    runner.tables = tables
+    assert runner.sequencer.known == {}
+    assert await totals(runner) == {"w": (1, 1)}
+    assert await stored_checkpoints(engine) == [1]
+    # The runner carries on from what was committed, as a new one would.
+    await runner.apply_records(records(events[1:], start=1))
+    assert await totals(runner) == {"w": (4, 4)}
+
+
+async def test_a_crash_with_batches_open_loses_nothing_and_counts_nothing_twice(engine: AsyncEngine) -> None:
+    first = await envelopes(engine, "s1", 3, "w")
+    second = await envelopes(engine, "s2", 2, "v")
+    log = records([first[0], second[0], first[1], first[2], second[1]])
+    _manager, crashed = await runner_for(engine)
+    await crashed.apply_records(log[:2], keep_open=True)
+    await crashed.commit()
+    await crashed.apply_records(log[2:4], keep_open=True)
+    await crashed.stop()  # the process dies: its open transaction never commits
+    assert await stored_checkpoints(engine) == [2]
+    _manager, resumed = await runner_for(engine)
+    await resumed.apply_records(log[2:], keep_open=True)  # from the checkpoint on
+    await resumed.apply_records(records([first[0], first[1]], start=5))  # republished by the relay
+    assert await totals(resumed) == {"v": (2, 2), "w": (3, 3)}
+    assert await stored_checkpoints(engine) == [7]
 
 
 async def test_a_batch_pauses_the_cyclic_collector_and_leaves_it_as_it_found_it(engine: AsyncEngine) -> None:

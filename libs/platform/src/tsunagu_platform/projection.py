@@ -12,13 +12,16 @@ stream positions, so a republished event is not counted twice.
 A rebuild replays a whole year, so the runner's per-event overhead is kept out of
 SQLAlchemy's per-row machinery: its bookkeeping rows (stream positions, checkpoints)
 and a projection's bulk rows go to the driver's executemany through statements
-compiled once (`BulkInsert`), and the runner remembers the stream positions it has
-committed instead of reading them back for every batch.
+compiled once (`BulkInsert`), the runner remembers the stream positions it has
+written instead of reading them back for every batch, and a rebuild commits many
+batches at once (`REBUILD_COMMIT_EVENTS`): still effects, positions and checkpoints
+in one transaction, so a crash only sends the runner back to its last commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +37,7 @@ from tsunagu_events import EventEnvelope, EventRegistry, registry
 from tsunagu_events.envelope import now
 
 from tsunagu_platform.consumer import POSITIONS, IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
-from tsunagu_platform.kafka import end_distance
+from tsunagu_platform.kafka import consumer_options, end_distance
 from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG
 from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates
 from tsunagu_platform.tables import held_events, projection_checkpoints, projection_state, stream_positions
@@ -63,6 +66,16 @@ class Projection(Protocol):
 class BatchProjection(Projection, Protocol):
     async def apply_batch(self, conn: AsyncConnection, tables: Tables, events: Sequence[ReceivedEvent]) -> None: ...
 
+
+REBUILD_COMMIT_EVENTS = 50_000
+REBUILD_COMMIT_SECONDS = 1.0
+"""A rebuild commits its batches together, once this many events are applied or this long after the
+transaction began, whichever comes first. Every commit writes each page the transaction touched:
+a projection over many streams (every consultation is one) inserts keys all over its indexes and
+the runner's stream positions, so a commit of 5,000 events rewrote nearly as many pages as one of
+several times that (docs/benchmarks/reporting.md). The price: the writer connection (on SQLite the
+process's only one, which `ProjectionManager.tables` also takes) is held that long at a time, and
+a crash loses at most that much work, which the next runner redoes from the last commit."""
 
 FILL_MS = 20
 """How long a runner waits for more records to fill a batch: brokers that hand out small fetches
@@ -111,8 +124,9 @@ class RunnerSequencer(StreamSequencer):
     committed is what is stored: a batch reads back only the streams it has not seen,
     and none at all when the generation started with no positions (a rebuild from the
     start). `complete` says that every stored position is in `known`. The runner must
-    call `committed` after its transaction commits and `forget` when it cannot be sure
-    (a failed batch, another writer's checkpoints). Held events (gaps) are handled as
+    call `committed` once a batch's positions are written in its transaction (later batches
+    of a transaction left open build on them) and `forget` when it cannot be sure (a batch
+    or commit that failed, another writer's checkpoints). Held events (gaps) are handled as
     by `StreamSequencer`.
     """
 
@@ -221,11 +235,12 @@ class GenerationRunner:
         self.max_records = max_records
         self.tables = generation_tables(projection, generation)
         self.sequencer = RunnerSequencer(sequencer_name(projection, generation), reg)
-        self._committed_checkpoints: dict[tuple[str, int], int] | None = None
+        self._written_checkpoints: dict[tuple[str, int], int] | None = None
         self.events_done = 0
         self.skipped = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: list[TopicPartition] = []
+        self._open: _OpenTransaction | None = None
 
     async def create_tables(self) -> None:
         await create_tables(self.engine, self.tables)
@@ -233,7 +248,7 @@ class GenerationRunner:
     async def start(self) -> None:
         await self.create_tables()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False, **consumer_options()
         )
         await consumer.start()
         self._consumer = consumer
@@ -254,6 +269,7 @@ class GenerationRunner:
                 await consumer.seek_to_beginning(tp)
 
     async def stop(self) -> None:
+        await self.rollback()  # a batch left open by a caller that did not finish its rebuild
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -282,8 +298,7 @@ class GenerationRunner:
         PROJECTION_LAG.labels(self.projection.name).set(behind)
         return behind
 
-    async def step(self, timeout_ms: int = 200) -> int:
-        """Fetch and apply one batch; returns the number of records consumed."""
+    async def _fetch(self, timeout_ms: int) -> list[IncomingRecord]:
         assert self._consumer is not None
         fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_records)
         records = [IncomingRecord.from_consumer_record(r) for batch in fetched.values() for r in batch]
@@ -293,13 +308,35 @@ class GenerationRunner:
             if not got:
                 break
             records += got
+        return records
+
+    async def step(self, timeout_ms: int = 200) -> int:
+        """Fetch and apply one batch; returns the number of records consumed."""
+        records = await self._fetch(timeout_ms)
         if not records:
             return 0
         await self.apply_records(records)
         return len(records)
 
-    async def apply_records(self, records: Sequence[IncomingRecord]) -> None:
-        """Decode, sequence and apply one batch in one transaction, with its checkpoints."""
+    async def step_rebuilding(self, timeout_ms: int = 200) -> int:
+        """`step` for a rebuild: the batch joins the transaction left open by the previous ones,
+        which commits once due (`REBUILD_COMMIT_EVENTS`, `REBUILD_COMMIT_SECONDS`) or when nothing
+        more was fetched. Whoever calls it must end with `commit` (or `rollback`)."""
+        records = await self._fetch(timeout_ms)
+        if not records:
+            await self.commit()
+            return 0
+        await self.apply_records(records, keep_open=True)
+        open_ = self._open
+        if open_ is not None and (
+            open_.events >= REBUILD_COMMIT_EVENTS or time.monotonic() - open_.began >= REBUILD_COMMIT_SECONDS
+        ):
+            await self.commit()
+        return len(records)
+
+    async def apply_records(self, records: Sequence[IncomingRecord], *, keep_open: bool = False) -> None:
+        """Decode, sequence and apply one batch with its checkpoints in one transaction; with
+        `keep_open` that transaction stays open for the next batches until `commit`."""
         # The batch's decoded events (several tracked objects each) all live until the batch is
         # done and then die by reference counting: the cyclic collector would only scan them (a
         # young-generation pass per few thousand events, ~10 % of a rebuild's CPU), so it waits for
@@ -308,12 +345,15 @@ class GenerationRunner:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            await self._apply_records(records)
+            await self._apply(*self._decode(records))
+            if not keep_open:
+                await self.commit()
         finally:
             if collecting:
                 gc.enable()
 
-    async def _apply_records(self, records: Sequence[IncomingRecord]) -> None:
+    def _decode(self, records: Sequence[IncomingRecord]) -> tuple[list[ReceivedEvent], dict[tuple[str, int], int]]:
+        """The batch's events (rejected records left out, visibly) and the next offset of each partition."""
         decoded: list[ReceivedEvent] = []
         append = decoded.append
         reg = self.registry
@@ -336,31 +376,78 @@ class GenerationRunner:
                 )
             else:
                 append(item)
+        return decoded, next_offsets
+
+    async def _apply(self, decoded: Sequence[ReceivedEvent], next_offsets: Mapping[tuple[str, int], int]) -> None:
+        if self._open is None:
+            conn = await self.engine.connect()
+            try:
+                await conn.begin()
+            except BaseException:
+                await conn.close()
+                raise
+            self._open = _OpenTransaction(conn, time.monotonic())
+        open_ = self._open
+        conn = open_.conn
         try:
-            async with self.engine.begin() as conn:
-                stored = await self._read_checkpoints(conn)
-                if self._committed_checkpoints is not None and stored != self._committed_checkpoints:
-                    # Someone else advanced this generation: what this runner remembers may be stale.
-                    log.warning("projection.other_writer", projection=self.projection.name, generation=self.generation)
-                    self.sequencer.forget()
-                ready, positions = await self.sequencer.admit_batch(conn, decoded)
-                if self.batched:
-                    await cast(BatchProjection, self.projection).apply_batch(conn, self.tables, ready)
-                else:
-                    for event in ready:
-                        await self.projection.apply(conn, self.tables, event)
-                await _CHECKPOINTS.run(
-                    conn,
-                    [(self.projection.name, self.generation, t, p, o) for (t, p), o in next_offsets.items()],
-                )
+            stored = await self._read_checkpoints(conn)
+            if self._written_checkpoints is not None and stored != self._written_checkpoints:
+                # Someone else advanced this generation: what this runner remembers may be stale.
+                log.warning("projection.other_writer", projection=self.projection.name, generation=self.generation)
+                self.sequencer.forget()
+            ready, positions = await self.sequencer.admit_batch(conn, decoded)
+            if self.batched:
+                await cast(BatchProjection, self.projection).apply_batch(conn, self.tables, ready)
+            else:
+                for event in ready:
+                    await self.projection.apply(conn, self.tables, event)
+            await _CHECKPOINTS.run(
+                conn,
+                [(self.projection.name, self.generation, t, p, o) for (t, p), o in next_offsets.items()],
+            )
         except BaseException:
-            self.sequencer.forget()
-            self._committed_checkpoints = None
+            await self.rollback()
             raise
+        # Remembered now, so that the next batch of an open transaction sees what this one did;
+        # forgotten by `rollback` (a failed batch or commit) like everything since the last commit.
         self.sequencer.committed(positions)
-        self._committed_checkpoints = {**stored, **next_offsets}
-        self.events_done += len(ready)
-        PROJECTION_EVENTS.labels(self.projection.name).inc(len(ready))
+        self._written_checkpoints = {**stored, **next_offsets}
+        open_.events += len(ready)
+
+    async def commit(self) -> None:
+        """Commit the open transaction, if any: its batches' effects, positions and checkpoints."""
+        open_, self._open = self._open, None
+        if open_ is None:
+            return
+        try:
+            await open_.conn.commit()
+        except BaseException:
+            self._forget()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await open_.conn.close()
+        self.events_done += open_.events
+        PROJECTION_EVENTS.labels(self.projection.name).inc(open_.events)
+
+    async def rollback(self) -> None:
+        """Drop the open transaction, if any, and whatever the runner remembers of it."""
+        open_, self._open = self._open, None
+        if open_ is not None:
+            self._forget()
+            with contextlib.suppress(Exception):
+                await open_.conn.close()  # rolls back
+
+    def _forget(self) -> None:
+        self.sequencer.forget()
+        self._written_checkpoints = None
+
+
+@dataclass
+class _OpenTransaction:
+    conn: AsyncConnection
+    began: float
+    events: int = 0
 
 
 class ProjectionManager:
@@ -481,11 +568,13 @@ class ProjectionManager:
         last_report = started
         try:
             while True:
-                consumed = await runner.step()
+                consumed = await runner.step_rebuilding()
                 now_ = time.monotonic()
                 if consumed and now_ - last_report < report_every:
                     continue
                 remaining = await runner.lag()
+                if remaining == 0:
+                    await runner.commit()
                 status = Progress(
                     self.projection.name,
                     generation,
@@ -499,7 +588,7 @@ class ProjectionManager:
                 if remaining == 0:
                     break
         finally:
-            await runner.stop()
+            await runner.stop()  # after a failure, rolls back the batches not committed yet
         await self._switch(generation)
         final = Progress(
             self.projection.name,
