@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 
@@ -11,6 +12,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import EventEnvelope, binding
 from tsunagu_platform.consumer import IncomingRecord, ReceivedEvent, Rejected, decode_record
+from tsunagu_platform.db import create_engine
 from tsunagu_platform.example import TallyTotals, read_totals
 from tsunagu_platform.projection import GenerationRunner, ProjectionManager, Tables
 from tsunagu_platform.sql import BulkInsert
@@ -150,6 +152,28 @@ async def test_batches_kept_open_commit_together_with_their_checkpoints(engine: 
     assert runner.events_done == 3
     assert await totals(runner) == {"w": (3, 3)}
     assert await stored_checkpoints(engine) == [3]
+
+
+async def test_readers_learn_the_live_tables_while_a_rebuild_holds_the_writer(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """On SQLite a rebuild's open transaction holds the process's only writer connection for up to a
+    second at a time; asking which tables are live goes through the reader (here it would wait forever)."""
+    reader = create_engine(database_url, for_writes=False)
+    manager = ProjectionManager(engine, TallyTotals(), "unused:9092", reader=reader)
+    rebuild = manager.runner(2)
+    try:
+        events = await envelopes(engine, "s1", 2, "w")
+        live = {name: table.name for name, table in (await manager.tables()).items()}
+        await rebuild.create_tables()
+        await rebuild.apply_records(records(events), keep_open=True)
+        during = await asyncio.wait_for(manager.tables(), timeout=30)
+        assert {name: table.name for name, table in during.items()} == live
+        await rebuild.commit()
+        assert await totals(rebuild) == {"w": (2, 2)}
+    finally:
+        await rebuild.rollback()
+        await reader.dispose()
 
 
 async def test_a_failed_batch_rolls_back_every_batch_of_its_open_transaction(engine: AsyncEngine) -> None:

@@ -30,7 +30,7 @@ from typing import Protocol, cast
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import MetaData, Table, delete, select, update
+from sqlalchemy import MetaData, Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import EventEnvelope, EventRegistry, registry
@@ -76,6 +76,8 @@ the runner's stream positions, so a commit of 5,000 events rewrote nearly as man
 several times that (docs/benchmarks/reporting.md). The price: the writer connection (on SQLite the
 process's only one, which `ProjectionManager.tables` also takes) is held that long at a time, and
 a crash loses at most that much work, which the next runner redoes from the last commit."""
+
+_ACTIVE = select(projection_state.c.active_generation).where(projection_state.c.projection == bindparam("projection"))
 
 FILL_MS = 20
 """How long a runner waits for more records to fill a batch: brokers that hand out small fetches
@@ -462,10 +464,12 @@ class ProjectionManager:
         reg: EventRegistry = registry,
         max_records: int = 2000,
         batched: bool | None = None,
+        reader: AsyncEngine | None = None,
     ) -> None:
         self.max_records = max_records
         self.batched = batched
         self.engine = engine
+        self.reader = reader or engine
         self.projection = projection
         self.bootstrap_servers = bootstrap_servers
         self.registry = reg
@@ -473,12 +477,16 @@ class ProjectionManager:
         self._created: set[int] = set()
 
     async def active_generation(self) -> int:
+        """Read through the reader engine when there is one: a rebuild holds the writer (on SQLite the
+        process's only writer connection) for up to `REBUILD_COMMIT_SECONDS`, and readers asking which
+        tables are live must not wait for it. Only the very first call writes (the initial row)."""
+        async with self.reader.connect() as conn:
+            value = await conn.scalar(_ACTIVE, {"projection": self.projection.name})
+        if value is not None:
+            self._active = int(value)
+            return self._active
         async with self.engine.begin() as conn:
-            value = await conn.scalar(
-                select(projection_state.c.active_generation).where(
-                    projection_state.c.projection == self.projection.name
-                )
-            )
+            value = await conn.scalar(_ACTIVE, {"projection": self.projection.name})
             if value is None:
                 await insert_ignoring_duplicates(
                     conn, projection_state, [{"projection": self.projection.name, "active_generation": 1}]

@@ -165,7 +165,12 @@ class ServiceRuntime:
     def project(self, projection: Projection, *, max_records: int = 2000) -> ProjectionManager:
         """Keep a rebuildable read model up to date in this process (see projection.py)."""
         manager = ProjectionManager(
-            self.engine, projection, self.settings.kafka_bootstrap_servers, reg=self.reg, max_records=max_records
+            self.engine,
+            projection,
+            self.settings.kafka_bootstrap_servers,
+            reg=self.reg,
+            max_records=max_records,
+            reader=self.reader,
         )
         self.projections.append(manager)
         self.subscribed_topics.update(projection.topics)
