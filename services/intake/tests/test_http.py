@@ -71,6 +71,9 @@ async def test_a_request_without_a_valid_bearer_token_is_a_401_problem(running: 
     assert (basic.status_code, basic.json()["title"]) == (401, "認証が必要です (bearer token required)")
     forged = await running.client.get("/consultations", headers={"Authorization": "Bearer not.a.token"})
     assert (forged.status_code, forged.json()["title"]) == (401, "認証できません (invalid or expired token)")
+    # RFC 6750: a 401 names the scheme, and for a bad token says so
+    assert missing.headers["www-authenticate"] == basic.headers["www-authenticate"] == "Bearer"
+    assert forged.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 
 def test_openapi_names_the_bearer_scheme_on_every_staff_route(running: Running) -> None:

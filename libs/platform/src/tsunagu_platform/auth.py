@@ -23,6 +23,8 @@ from tsunagu_platform.settings import ServiceSettings
 
 ALGORITHM = "HS256"
 ISSUER = "tsunagu"
+INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+"""What a 401 for a bad or expired token says the client should do (RFC 6750, section 3)."""
 
 
 class Role(StrEnum):
@@ -78,7 +80,7 @@ def _decode(key: str, token: str) -> tuple[Principal, float]:
         )
         expires = float(claims["exp"])
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
-        raise HTTPException(401, "認証できません (invalid or expired token)") from None
+        raise HTTPException(401, "認証できません (invalid or expired token)", headers=INVALID_TOKEN) from None
     return principal, expires
 
 
@@ -110,7 +112,7 @@ class TokenVerifier:
             if self.clock() < expires:
                 return _check_tenant(principal, self.tenant)
             del self._valid[token]
-            raise HTTPException(401, "認証できません (invalid or expired token)")
+            raise HTTPException(401, "認証できません (invalid or expired token)", headers=INVALID_TOKEN)
         principal, expires = _decode(self.key, token)
         _check_tenant(principal, self.tenant)
         if len(self._valid) >= self.capacity:

@@ -59,7 +59,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return problem(error.status_code, str(error.detail))
+        response = problem(error.status_code, str(error.detail))
+        response.headers.update(error.headers or {})  # e.g. a 401's WWW-Authenticate (RFC 6750)
+        return response
 
 
 def health_router(runtime: ServiceRuntime) -> APIRouter:
