@@ -354,9 +354,6 @@ class EventConsumer:
         self.registry = reg
         self.handles = set(handles) if handles is not None else None
         self.sequencer = StreamSequencer(name, reg) if check_versions else None
-        self._only: frozenset[str] | None = (
-            frozenset(handles) if handles is not None and not check_versions else None
-        )  # see _concerns
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
 
@@ -374,7 +371,7 @@ class EventConsumer:
         with structlog.contextvars.bound_contextvars(consumer=self.name):
             await self._handle_batch(records)
 
-    def _concerns(self, record: IncomingRecord, only: frozenset[str]) -> bool:
+    def _concerns(self, record: IncomingRecord, only: Collection[str]) -> bool:
         """False for a record whose type header names an event this consumer does not handle although
         the registry knows it (a service's consumer of another service's topic sees every type there).
 
@@ -393,8 +390,9 @@ class EventConsumer:
         started = time.perf_counter()
         decoded: list[ReceivedEvent] = []
         rejected: list[Rejected] = []
-        if self._only is not None:
-            concerning = [record for record in records if self._concerns(record, self._only)]
+        if self.handles is not None and self.sequencer is None:
+            only = self.handles
+            concerning = [record for record in records if self._concerns(record, only)]
             if len(concerning) < len(records):
                 CONSUMED.labels(self.name, "passed_over").inc(len(records) - len(concerning))
             records = concerning

@@ -77,8 +77,8 @@ cost of a lower value is an idle consumer's fetch requests: ten a second, not tw
 
 
 def consumer_options(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> dict[str, Any]:
-    """What every consumer of ours passes to aiokafka (directly or through faststream); offsets are
-    committed by the code that knows the effects are stored, never automatically."""
+    """What every consumer of ours passes to aiokafka, directly or through faststream (each also turns
+    automatic offset commits off, in the way its client takes it)."""
     return {"fetch_max_wait_ms": fetch_max_wait_ms, "auto_offset_reset": "earliest"}
 
 
