@@ -12,9 +12,9 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events import EventEnvelope, binding
 from tsunagu_platform.consumer import IncomingRecord, ReceivedEvent, Rejected, decode_record
-from tsunagu_platform.db import create_engine
+from tsunagu_platform.db import WAL_AUTOCHECKPOINT_PAGES, create_engine
 from tsunagu_platform.example import TallyTotals, read_totals
-from tsunagu_platform.projection import GenerationRunner, ProjectionManager, Tables
+from tsunagu_platform.projection import REBUILD_WAL_PAGES, GenerationRunner, ProjectionManager, Tables
 from tsunagu_platform.sql import BulkInsert
 from tsunagu_platform.store import EventStore
 from tsunagu_platform.tables import held_events, projection_checkpoints, stream_positions
@@ -152,6 +152,31 @@ async def test_batches_kept_open_commit_together_with_their_checkpoints(engine: 
     assert runner.events_done == 3
     assert await totals(runner) == {"w": (3, 3)}
     assert await stored_checkpoints(engine) == [3]
+
+
+async def checkpoint_threshold(conn: AsyncConnection) -> int:
+    return int((await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one())
+
+
+async def test_a_rebuild_defers_sqlite_checkpoints_only_while_its_transaction_is_open(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("WAL checkpoints are SQLite's")
+    events = await envelopes(engine, "s1", 4, "w")
+    _manager, runner = await runner_for(engine)
+    await runner.apply_records(records(events[:1]))  # following the live generation: SQLite's own threshold
+    async with engine.connect() as conn:
+        assert await checkpoint_threshold(conn) == WAL_AUTOCHECKPOINT_PAGES
+    await runner.apply_records(records(events[1:2], start=1), keep_open=True)
+    assert runner._open is not None
+    assert await checkpoint_threshold(runner._open.conn) == REBUILD_WAL_PAGES
+    await runner.commit()
+    async with engine.connect() as conn:  # the pool's one writer connection, handed back as it was
+        assert await checkpoint_threshold(conn) == WAL_AUTOCHECKPOINT_PAGES
+    await runner.apply_records(records(events[2:3], start=2), keep_open=True)
+    await runner.rollback()
+    async with engine.connect() as conn:
+        assert await checkpoint_threshold(conn) == WAL_AUTOCHECKPOINT_PAGES
+    assert await totals(runner) == {"w": (2, 2)}
 
 
 async def test_readers_learn_the_live_tables_while_a_rebuild_holds_the_writer(

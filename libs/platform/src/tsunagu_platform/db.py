@@ -69,6 +69,13 @@ def create_engine(url: str, *, for_writes: bool = True, **kwargs: Any) -> AsyncE
     return create_async_engine(url, **kwargs)
 
 
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+"""What a checkpointed WAL file is truncated to."""
+
+WAL_AUTOCHECKPOINT_PAGES = 1000
+"""SQLite's default: a commit that leaves more pages than this in the WAL checkpoints it."""
+
+
 def _sqlite_pragmas(engine: AsyncEngine, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -82,6 +89,9 @@ def _sqlite_pragmas(engine: AsyncEngine, begin: str) -> None:
         # 64 MiB of page cache (the default is 2 MiB): a year of stream positions and read-model
         # indexes stays in memory while a projection rebuilds.
         cursor.execute("PRAGMA cache_size=-65536")
+        # A checkpoint leaves the WAL file at its largest size unless told otherwise; a rebuild that
+        # deferred its checkpoints (projection.REBUILD_WAL_PAGES) would keep hundreds of MB on disk.
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -37,6 +37,7 @@ from tsunagu_events import EventEnvelope, EventRegistry, registry
 from tsunagu_events.envelope import now
 
 from tsunagu_platform.consumer import POSITIONS, IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
+from tsunagu_platform.db import WAL_AUTOCHECKPOINT_PAGES
 from tsunagu_platform.kafka import consumer_options, end_distance
 from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG
 from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates
@@ -76,6 +77,14 @@ the runner's stream positions, so a commit of 5,000 events rewrote nearly as man
 several times that (docs/benchmarks/reporting.md). The price: the writer connection (on SQLite the
 process's only one, which `ProjectionManager.tables` also takes) is held that long at a time, and
 a crash loses at most that much work, which the next runner redoes from the last commit."""
+
+REBUILD_WAL_PAGES = 100_000
+"""On SQLite, a rebuild's transactions leave up to this many pages (about 400 MB) in the WAL before
+a commit checkpoints them, instead of SQLite's 1,000: a year's rebuild rewrites the same index pages
+in commit after commit, and checkpointing after each copied them all back into the database file
+each time (annual tables 17.2k → 18.8k events/s, docs/benchmarks/reporting.md). The setting belongs
+to the connection, so it is raised when a rebuild transaction begins and restored when it ends; the
+switch's commit then checkpoints once, and `db.WAL_SIZE_LIMIT_BYTES` shrinks the file again."""
 
 _ACTIVE = select(projection_state.c.active_generation).where(projection_state.c.projection == bindparam("projection"))
 
@@ -347,7 +356,7 @@ class GenerationRunner:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            await self._apply(*self._decode(records))
+            await self._apply(*self._decode(records), rebuilding=keep_open)
             if not keep_open:
                 await self.commit()
         finally:
@@ -380,15 +389,24 @@ class GenerationRunner:
                 append(item)
         return decoded, next_offsets
 
-    async def _apply(self, decoded: Sequence[ReceivedEvent], next_offsets: Mapping[tuple[str, int], int]) -> None:
+    async def _apply(
+        self,
+        decoded: Sequence[ReceivedEvent],
+        next_offsets: Mapping[tuple[str, int], int],
+        *,
+        rebuilding: bool = False,
+    ) -> None:
         if self._open is None:
             conn = await self.engine.connect()
+            deferring = rebuilding and conn.dialect.name == "sqlite"
             try:
+                if deferring:
+                    await _checkpoint_threshold(conn, REBUILD_WAL_PAGES)
                 await conn.begin()
             except BaseException:
-                await conn.close()
+                await _release(conn, deferring)
                 raise
-            self._open = _OpenTransaction(conn, time.monotonic())
+            self._open = _OpenTransaction(conn, time.monotonic(), deferring)
         open_ = self._open
         conn = open_.conn
         try:
@@ -427,8 +445,7 @@ class GenerationRunner:
             self._forget()
             raise
         finally:
-            with contextlib.suppress(Exception):
-                await open_.conn.close()
+            await _release(open_.conn, open_.deferring_checkpoints)
         self.events_done += open_.events
         PROJECTION_EVENTS.labels(self.projection.name).inc(open_.events)
 
@@ -437,8 +454,7 @@ class GenerationRunner:
         open_, self._open = self._open, None
         if open_ is not None:
             self._forget()
-            with contextlib.suppress(Exception):
-                await open_.conn.close()  # rolls back
+            await _release(open_.conn, open_.deferring_checkpoints)  # rolls back
 
     def _forget(self) -> None:
         self.sequencer.forget()
@@ -449,7 +465,26 @@ class GenerationRunner:
 class _OpenTransaction:
     conn: AsyncConnection
     began: float
+    deferring_checkpoints: bool = False
     events: int = 0
+
+
+async def _release(conn: AsyncConnection, deferring_checkpoints: bool) -> None:
+    """Close a runner's connection (rolling back what is uncommitted), first giving back SQLite's
+    usual checkpoint threshold if the rebuild raised it: the pool hands the connection to others."""
+    with contextlib.suppress(Exception):
+        if deferring_checkpoints:
+            await _checkpoint_threshold(conn, WAL_AUTOCHECKPOINT_PAGES)
+    with contextlib.suppress(Exception):
+        await conn.close()
+
+
+async def _checkpoint_threshold(conn: AsyncConnection, pages: int) -> None:
+    """Set SQLite's `wal_autocheckpoint` on the driver's connection itself: through SQLAlchemy the
+    statement would begin a transaction (and take the write lock) just to change a setting."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
 
 
 class ProjectionManager:
