@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -167,7 +166,7 @@ async def test_unversioned_consumer_dedupes_by_source_and_id(engine: AsyncEngine
 
 def with_type(record: IncomingRecord, event_type: str, value: bytes | None = None) -> IncomingRecord:
     headers = tuple((k, event_type.encode() if k == "ce_type" else v) for k, v in record.headers)
-    return dataclasses.replace(record, headers=headers, value=record.value if value is None else value)
+    return record._replace(headers=headers, value=record.value if value is None else value)
 
 
 @pytest.mark.parametrize("check_versions", [False, True])

@@ -71,6 +71,8 @@ class EventRegistry:
         self._models: dict[tuple[str, int], type[EventPayload]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         self._latest: dict[str, int] = {}
+        # Per type: its latest version and that model's validator, looked up once per event.
+        self._current: dict[str, tuple[int, Callable[[Any], Any]]] = {}
 
     def event(self, event_type: str, version: int = 1) -> Callable[[type[P]], type[P]]:
         """Class decorator registering a payload model as `event_type` at `version`."""
@@ -83,6 +85,7 @@ class EventRegistry:
             model.version = version
             self._models[key] = model
             self._latest[event_type] = max(version, self._latest.get(event_type, 0))
+            self._current.pop(event_type, None)
             return model
 
         return register
@@ -131,11 +134,21 @@ class EventRegistry:
 
     def decode_data(self, event_type: str, version: int, data: dict[str, Any]) -> EventPayload:
         """Validate data stored at `version` and return the latest payload model."""
-        if self._latest.get(event_type) == version:  # the common case: no upcasting
+        current = self._current.get(event_type)
+        if current is None and event_type in self._latest:
+            latest = self._latest[event_type]
+            # The model's own validator (`model_validate` less its Python-level wrapper), taken
+            # when first needed: at registration the model may still await its forward references.
+            current = self._current[event_type] = (
+                latest,
+                self._models[(event_type, latest)].__pydantic_validator__.validate_python,
+            )
+        if current is not None and current[0] == version:  # the common case: no upcasting
             try:
-                return self._models[(event_type, version)].model_validate(data)
+                payload: EventPayload = current[1](data)
             except ValidationError as error:
                 raise SchemaViolation(event_type, version, error) from None
+            return payload
         latest, upcast = self.upcast(event_type, version, data)
         model = self._models[(event_type, latest)]
         try:

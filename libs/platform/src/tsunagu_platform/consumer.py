@@ -20,9 +20,8 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 from sqlalchemy import and_, bindparam, delete, select, tuple_
@@ -54,9 +53,12 @@ DLQ_HEADER_PREFIX = "dlq_"
 TYPE_HEADER = HEADER_PREFIX + "type"
 
 
-@dataclass(frozen=True)
-class IncomingRecord:
-    """A Kafka record, independent of the client library that fetched it."""
+class IncomingRecord(NamedTuple):
+    """A Kafka record, independent of the client library that fetched it.
+
+    These three record types are named tuples, not dataclasses: a rebuild makes one of each per
+    event of a year, and a tuple is one allocation built in C (a frozen dataclass is an object, its
+    `__dict__` and a Python-level `__setattr__` per field)."""
 
     topic: str
     partition: int
@@ -75,15 +77,13 @@ class IncomingRecord:
         return cls(record.topic, record.partition, record.offset, record.key, record.value, headers)
 
 
-@dataclass(frozen=True)
-class ReceivedEvent:
+class ReceivedEvent(NamedTuple):
     envelope: EventEnvelope
     payload: EventPayload
     record: IncomingRecord
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(NamedTuple):
     record: IncomingRecord
     reason: Reason
     detail: str
