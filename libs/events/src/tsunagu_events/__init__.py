@@ -13,7 +13,7 @@ from tsunagu_events.binding import (
     to_kafka,
 )
 from tsunagu_events.chain import GENESIS_HASH, canonical_form, chain_hash
-from tsunagu_events.envelope import Actor, EventEnvelope, new_event_id
+from tsunagu_events.envelope import Actor, EventEnvelope, new_event_id, new_stream_id
 from tsunagu_events.registry import (
     EventPayload,
     EventRegistry,
@@ -37,6 +37,7 @@ __all__ = [
     "chain_hash",
     "from_kafka",
     "new_event_id",
+    "new_stream_id",
     "registry",
     "to_kafka",
 ]

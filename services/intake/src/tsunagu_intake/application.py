@@ -70,10 +70,6 @@ _UPDATE_CONSULTATION = update(consultations).where(consultations.c.consultation_
 _PERSON_VERSION = update(persons).where(persons.c.person_id == bindparam("b_id"))
 
 
-def new_id(kind: str) -> str:
-    return f"{kind}-{uuid.uuid4()}"
-
-
 _URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tsunagu_events import Actor, EventEnvelope
+from tsunagu_events import Actor, EventEnvelope, new_stream_id
 from tsunagu_events.contracts.common import ConsultationCategory, Sealed
 from tsunagu_events.contracts.intake import (
     Approach,
@@ -35,7 +35,6 @@ from tsunagu_intake.application import (
     Done,
     IntakeService,
     consultation_row,
-    new_id,
     person_row,
 )
 from tsunagu_intake.domain.case import (
@@ -161,7 +160,7 @@ class Intake(IntakeService):
         causation: EventEnvelope | None = None,
     ) -> Done:
         window = self.refs.window(new.window_id)
-        consultation_id = new.consultation_id or new_id("consultation")
+        consultation_id = new.consultation_id or new_stream_id("consultation")
         if new.person_id is not None:
             await self._require_person(new.person_id, conn)
         command = await self._receive_command(new, consultation_id, window)
@@ -335,7 +334,7 @@ class Intake(IntakeService):
     ) -> Done:
         if district_id is not None:
             self.refs.district(district_id)
-        person_id = person_id or new_id("person")
+        person_id = person_id or new_stream_id("person")
         command = RegisterPerson(person_id, await self.seal_details(person_id, details), district_id)
         return await self.execute(
             Person,
@@ -378,7 +377,7 @@ class Intake(IntakeService):
         for index, agency in enumerate(new.agency_ids):
             self.refs.agency(agency, field=f"agency_ids.{index}")
         command = GiveConsent(
-            consent_id=new_id("consent"),
+            consent_id=new_stream_id("consent"),
             scope=new.scope,
             given_at=new.given_at or self.clock(),
             recorded_by_agency=actor.agency,
@@ -425,7 +424,7 @@ class Intake(IntakeService):
     async def link_household(self, person_ids: list[str], situation: HouseholdSituation, actor: Actor) -> Done:
         for person_id in person_ids:
             await self._require_person(person_id, None)
-        household_id = new_id("household")
+        household_id = new_stream_id("household")
         command = LinkHousehold(household_id, person_ids, situation)
         return await self.execute(
             Household, household_id, lambda h: h.link(command), self.context(actor), expected_version=0
@@ -455,7 +454,7 @@ class Intake(IntakeService):
         district = district or person.district_id
         if district is None:
             raise InvalidReference("no district: the lead agency and the person have none", field="lead_agency_id")
-        case_id = new_id("case")
+        case_id = new_stream_id("case")
         command = OpenCase(case_id, person_id, lead_agency_id, district, approach, self.clock(), consultation_id)
         return await self.execute(Case, case_id, lambda c: c.open(command), self.context(actor), expected_version=0)
 
@@ -530,7 +529,7 @@ class Intake(IntakeService):
         for text in texts:
             sealed = await self.seal(person_id, text)
             assert sealed is not None
-            goals.append(PlanGoal(goal_id=new_id("goal"), text=sealed))
+            goals.append(PlanGoal(goal_id=new_stream_id("goal"), text=sealed))
         return goals
 
     async def record_contact(
@@ -551,7 +550,7 @@ class Intake(IntakeService):
         self.refs.agency(agency_id)
         person_id = await self.person_of_case(case_id, conn)
         sealed: Sealed | None = await self.seal(person_id, note)
-        command = RecordContact(contact_id or new_id("contact"), kind, at, agency_id, sealed, via)
+        command = RecordContact(contact_id or new_stream_id("contact"), kind, at, agency_id, sealed, via)
         return await self.execute(
             Case,
             case_id,

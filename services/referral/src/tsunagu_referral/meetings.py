@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tsunagu_events import EventPayload
+from tsunagu_events import EventPayload, new_stream_id
 from tsunagu_events.contracts.common import ConsultationCategory
 from tsunagu_events.contracts.referral import (
     ActionItemAssigned,
@@ -39,7 +39,7 @@ from tsunagu_referral.domain.meeting import (
     RecordDecision,
     ScheduleMeeting,
 )
-from tsunagu_referral.streams import append, load, new_stream_id
+from tsunagu_referral.streams import append, load
 from tsunagu_referral.tables import action_items, meeting_agencies, meetings, support_plans
 
 

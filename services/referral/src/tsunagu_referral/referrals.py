@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tsunagu_events import EventPayload
+from tsunagu_events import EventPayload, new_stream_id
 from tsunagu_events.contracts.common import ConsultationCategory, LegalBasis, Sealed
 from tsunagu_events.contracts.referral import ReferralOutcome
 from tsunagu_events.reference import Ward
@@ -31,7 +31,7 @@ from tsunagu_referral.domain.referral import (
     RequestReferral,
     WithdrawReferral,
 )
-from tsunagu_referral.streams import append, load, load_in, new_stream_id
+from tsunagu_referral.streams import append, load, load_in
 from tsunagu_referral.tables import meetings, referrals
 
 # The read-model row of a referral, written with each of its events (state, outcome and

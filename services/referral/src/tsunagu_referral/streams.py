@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,10 +9,6 @@ from tsunagu_events import Actor, EventPayload
 from tsunagu_platform.auth import Principal
 from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_platform.store import EventContext, NewEvent
-
-
-def new_stream_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4()}"
 
 
 async def load(runtime: ServiceRuntime, stream_id: str) -> list[EventPayload]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
+from tsunagu_events import new_stream_id
 from tsunagu_events.contracts.common import CATEGORY_LABELS_JA
 from tsunagu_events.contracts.resources import VISIT_CATEGORY_LABELS_JA, IssueSource, ResourceStatus
 from tsunagu_platform.auth import Principal, Role, principal_dependency
@@ -65,7 +66,7 @@ from tsunagu_resources.models import (
     VisitCounts,
     VisitOut,
 )
-from tsunagu_resources.service import ResourcesService, UnknownDistrict, new_id
+from tsunagu_resources.service import ResourcesService, UnknownDistrict
 
 IdPath = Annotated[str, Path(pattern=ID, description="Stream id.")]
 DistrictPath = Annotated[str, Path(pattern=ID, examples=["ikejiri"], description="District id (reference data).")]
@@ -248,7 +249,7 @@ def build_router(service: ResourcesService) -> APIRouter:
     async def register_resource(body: RegisterResourceIn, principal: Caller) -> ResourceOut:
         resource = await service.register_resource(
             directory.RegisterResource(
-                resource_id=new_id("resource"), **body.model_dump(exclude={"schedule"}), schedule=body.schedule
+                resource_id=new_stream_id("resource"), **body.model_dump(exclude={"schedule"}), schedule=body.schedule
             ),
             writes(principal),
         )
@@ -378,7 +379,7 @@ def build_router(service: ResourcesService) -> APIRouter:
     @router.post("/visits", status_code=201, tags=["visits"], summary="Record a visit survey (訪問調査)")
     async def record_visit(body: RecordVisitIn, principal: Caller) -> VisitOut:
         command = surveys.RecordVisit(
-            visit_id=new_id("visit"),
+            visit_id=new_stream_id("visit"),
             district_id=body.district_id,
             category=body.category,
             visited_on=body.visited_on,
@@ -393,7 +394,7 @@ def build_router(service: ResourcesService) -> APIRouter:
         context = writes(principal)
         commands = [
             surveys.RecordVisit(
-                visit_id=new_id("visit"),
+                visit_id=new_stream_id("visit"),
                 district_id=v.district_id,
                 category=v.category,
                 visited_on=v.visited_on,
@@ -432,7 +433,7 @@ def build_router(service: ResourcesService) -> APIRouter:
     @router.post("/places", status_code=201, tags=["places"], summary="A resource offers a usable place (活用できる場)")
     async def offer_place(body: OfferPlaceIn, principal: Caller) -> PlaceOut:
         command = surveys.OfferPlace(
-            place_id=new_id("place"),
+            place_id=new_stream_id("place"),
             resource_id=body.resource_id,
             district_id="",
             kind=body.kind,
@@ -459,7 +460,7 @@ def build_router(service: ResourcesService) -> APIRouter:
     )
     async def raise_issue(body: RaiseIssueIn, principal: Caller) -> IssueOut:
         command = issues.RaiseDistrictIssue(
-            issue_id=new_id("issue"),
+            issue_id=new_stream_id("issue"),
             district_id=body.district_id,
             title=body.title,
             source=IssueSource.DISTRICT_ASSESSMENT,
@@ -512,7 +513,7 @@ def build_router(service: ResourcesService) -> APIRouter:
     @router.post("/initiatives", status_code=201, tags=["initiatives"], summary="Launch an initiative (取組み)")
     async def launch(body: LaunchInitiativeIn, principal: Caller) -> InitiativeOut:
         command = issues.LaunchInitiative(
-            initiative_id=new_id("initiative"),
+            initiative_id=new_stream_id("initiative"),
             district_id=body.district_id,
             kind=body.kind,
             title=body.title,
@@ -552,7 +553,7 @@ def build_router(service: ResourcesService) -> APIRouter:
     async def start_participation(body: StartParticipationIn, principal: Caller) -> ParticipationOut:
         context = writes(principal)
         command = participation.StartParticipation(
-            participation_id=new_id("participation"),
+            participation_id=new_stream_id("participation"),
             person_id=body.person_id,
             resource_id=body.resource_id,
             district_id="",
@@ -616,7 +617,7 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.post("/trainings", status_code=201, tags=["training"], summary="A training session (スキルアップ研修) held")
     async def hold_training(body: TrainingIn, principal: Caller) -> TrainingOut:
-        command = publicity.HoldTrainingSession(session_id=new_id("training"), **body.model_dump())
+        command = publicity.HoldTrainingSession(session_id=new_stream_id("training"), **body.model_dump())
         return training_out(await service.hold_training(command, writes(principal)))
 
     @router.get("/trainings/{session_id}", tags=["training"], summary="One training session")

@@ -9,7 +9,6 @@ of silently overwriting.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -76,10 +75,6 @@ def deciding(aggregate: Aggregate) -> Iterator[None]:
     except DomainError as error:
         error.details.setdefault("current_version", aggregate.version)
         raise
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4()}"
 
 
 _RESOURCES_BY_ID = select(

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+from tsunagu_events import new_event_id, new_stream_id
 from tsunagu_events.contracts.common import JST, ConsultationCategory, LegalBasis, Sealed
 from tsunagu_events.contracts.intake import (
     Approach,
@@ -126,7 +127,7 @@ class Scenario:
                 at = _moment(months, i, count)
                 expanded = group == "comprehensive_support_center" and i < plan.expanded
                 corrected = expanded and i < plan.corrected_after_year
-                cid = f"consultation-{uuid.uuid4()}"
+                cid = new_stream_id("consultation")
                 window_type = GROUP_WINDOW[group]
                 self.writer.emit(
                     "intake",
@@ -186,7 +187,7 @@ class Scenario:
                 district, area = self._place(n)
                 n += 1
                 at = _moment(months, i, count)
-                vid = f"visit-{uuid.uuid4()}"
+                vid = new_stream_id("visit")
                 self.writer.emit(
                     "resources",
                     vid,
@@ -216,7 +217,7 @@ class Scenario:
                 n += 1
                 at = _moment(months, i, count)
                 day = at.astimezone(JST).date()
-                rid = f"resource-{uuid.uuid4()}"
+                rid = new_stream_id("resource")
                 payload: EventPayload
                 stream = rid
                 if metric == "resource_identified":
@@ -224,7 +225,7 @@ class Scenario:
                         resource_id=rid, district_id=district, identified_on=day, fiscal_year=fy
                     )
                 elif metric == "usable_place":
-                    stream = f"place-{uuid.uuid4()}"
+                    stream = new_stream_id("place")
                     payload = UsablePlaceOffered(
                         place_id=stream,
                         resource_id=rid,
@@ -234,10 +235,10 @@ class Scenario:
                         fiscal_year=fy,
                     )
                 elif metric == "place_use":
-                    stream = f"place-{uuid.uuid4()}"
+                    stream = new_stream_id("place")
                     payload = PlaceUsed(
                         place_id=stream,
-                        use_id=str(uuid.uuid4()),
+                        use_id=new_event_id(),
                         district_id=district,
                         activity="サロン",
                         used_on=day,
@@ -251,7 +252,7 @@ class Scenario:
                     stream = f"publicity-{district}-{uuid.uuid4().hex[:8]}"
                     payload = GroupIntroduced(
                         district_id=district,
-                        group_id=str(uuid.uuid4()),
+                        group_id=new_event_id(),
                         group_name="町会",
                         introduced_on=day,
                         fiscal_year=fy,
@@ -271,8 +272,8 @@ class Scenario:
 
     def case_story(self, events: int, start: datetime, *, district: str = "ikejiri") -> tuple[str, str]:
         """A person and a companion-support case with `events` events across intake and referral."""
-        person = f"person-{uuid.uuid4()}"
-        case = f"case-{uuid.uuid4()}"
+        person = new_stream_id("person")
+        case = new_stream_id("case")
         window = f"{district}.comprehensive_support_center"
         sealed = Sealed(kid=f"intake/{person}/1", nonce="AAAAAAAAAAAAAAAA", ct="c2VjcmV0")
         w = self.writer
@@ -287,7 +288,7 @@ class Scenario:
             staff="staff-a",
         )
         at += step
-        consent = str(uuid.uuid4())
+        consent = new_event_id()
         w.emit(
             "intake",
             person,
@@ -324,7 +325,7 @@ class Scenario:
         while done < events:
             at += step
             if done % 10 == 3 and events - done >= 3:
-                rid = f"referral-{uuid.uuid4()}"
+                rid = new_stream_id("referral")
                 target = "specialist.poverty_support" if self.ward.agency("specialist.poverty_support") else window
                 w.emit(
                     "referral",
@@ -395,7 +396,7 @@ class Scenario:
                     case,
                     ContactRecorded(
                         case_id=case,
-                        contact_id=str(uuid.uuid4()),
+                        contact_id=new_event_id(),
                         kind=ContactKind.CALL,
                         at=at,
                         agency_id=window,

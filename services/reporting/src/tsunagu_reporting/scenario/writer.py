@@ -3,13 +3,12 @@ the hash chain, actor and recording time, so reporting cannot tell them apart.""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
-from tsunagu_events import GENESIS_HASH, EventEnvelope, EventPayload, chain_hash, to_kafka
+from tsunagu_events import GENESIS_HASH, EventEnvelope, EventPayload, chain_hash, new_event_id, to_kafka
 from tsunagu_events.registry import schema_id
 from tsunagu_events.topics import events_topic
 
@@ -41,7 +40,7 @@ class StreamWriter:
     ) -> EventEnvelope:
         version, previous = self.heads.get(stream_id, (0, GENESIS_HASH))
         draft = EventEnvelope(
-            id=str(uuid.uuid4()),
+            id=new_event_id(),
             source=f"/tsunagu/{TENANT}/{service}",
             type=payload.event_type,
             time=at,
@@ -50,7 +49,7 @@ class StreamWriter:
             tenant=TENANT,
             streamid=stream_id,
             streamversion=version + 1,
-            correlationid=str(uuid.uuid4()),
+            correlationid=new_event_id(),
             actoragency=agency,
             actorstaff=staff if agency else None,
             dataversion=payload.version,
