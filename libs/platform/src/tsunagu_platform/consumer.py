@@ -56,9 +56,10 @@ TYPE_HEADER = HEADER_PREFIX + "type"
 class IncomingRecord(NamedTuple):
     """A Kafka record, independent of the client library that fetched it.
 
-    These three record types are named tuples, not dataclasses: a rebuild makes one of each per
-    event of a year, and a tuple is one allocation built in C (a frozen dataclass is an object, its
-    `__dict__` and a Python-level `__setattr__` per field)."""
+    These three record types are named tuples, not frozen dataclasses: a rebuild makes one of each
+    per event of a year, and a tuple is one allocation where a frozen dataclass is an object, its
+    `__dict__` and an `object.__setattr__` call per field (building a record and its event: 26,219
+    → 14,496 instructions, callgrind)."""
 
     topic: str
     partition: int

@@ -80,9 +80,9 @@ a crash loses at most that much work, which the next runner redoes from the last
 
 REBUILD_WAL_PAGES = 100_000
 """On SQLite, a rebuild's transactions leave up to this many pages (about 400 MB) in the WAL before
-a commit checkpoints them, instead of SQLite's 1,000: a year's rebuild rewrites the same index pages
-in commit after commit, and checkpointing after each copied them all back into the database file
-each time (annual tables 17.2k → 18.8k events/s, docs/benchmarks/reporting.md). The setting belongs
+a commit checkpoints them, instead of SQLite's 1,000: checkpointing after each of a rebuild's commits
+copied its pages back into the database file, where the next commits change many of them again
+(annual tables 17.2k → 18.8k events/s before ids were time-ordered, docs/benchmarks/reporting.md). The setting belongs
 to the connection, so it is raised when a rebuild transaction begins and restored when it ends; the
 switch's commit then checkpoints once, and `db.WAL_SIZE_LIMIT_BYTES` shrinks the file again."""
 
