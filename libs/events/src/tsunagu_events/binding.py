@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -41,8 +40,10 @@ class EventDecodeError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class DecodedMessage:
+class DecodedMessage(NamedTuple):
+    """One per record a consumer reads: a named tuple is one allocation, a frozen dataclass two (the
+    object and its `__dict__`) and an `object.__setattr__` call per field."""
+
     envelope: EventEnvelope
     mode: Literal["binary", "structured"]
 
