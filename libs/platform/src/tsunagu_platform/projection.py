@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import MetaData, Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tsunagu_events import EventEnvelope, EventRegistry, registry
+from tsunagu_events import EventRegistry, registry
 from tsunagu_events.envelope import now
 
 from tsunagu_platform.consumer import POSITIONS, IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
@@ -113,10 +113,6 @@ class Progress:
             f"{self.projection} g{self.generation}: {self.events_done} events, "
             f"{self.rate:,.0f}/s, {self.remaining} left, eta {eta}"
         )
-
-
-_ATTRIBUTE_OF_HEADER = {f"ce_{name}": name for name in EventEnvelope.model_fields if name != "data"}
-_JSON = b"application/json"
 
 
 _CHECKPOINTS = BulkInsert(
