@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_platform import projection
 from tsunagu_platform.consumer import ReceivedEvent
 from tsunagu_platform.example import TallyTotals, append_tallies, read_totals
-from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics
+from tsunagu_platform.kafka import AiokafkaPublisher, end_distance, ensure_topics
 from tsunagu_platform.projection import GenerationRunner, Progress, ProjectionManager, Tables
 from tsunagu_platform.relay import OutboxRelay
 from tsunagu_platform.tables import stream_positions
@@ -151,3 +151,26 @@ async def positions_of(engine: AsyncEngine, runner: GenerationRunner) -> dict[st
             )
         )
         return {s: int(v) for s, v in rows}
+
+
+async def test_a_rebuilding_runner_counts_the_batch_it_read_ahead_as_not_done_yet(
+    engine: AsyncEngine, kafka_bootstrap: str, unique_topic: str
+) -> None:
+    await ensure_topics(kafka_bootstrap, [unique_topic], partitions=3)
+    await append_tallies(engine, streams=10, events=30, topic=unique_topic)
+    await relay_all(engine, kafka_bootstrap)
+    runner = ProjectionManager(engine, TopicTotals(unique_topic), kafka_bootstrap, max_records=25).runner(2)
+    await runner.start()
+    applied, read_ahead_at_the_end = 0, []
+    try:
+        while consumed := await runner.step_rebuilding(timeout_ms=500):
+            applied += consumed
+            assert runner._consumer is not None
+            if await end_distance(runner._consumer, runner._assigned) == 0:  # the consumer has read it all
+                assert await runner.lag() == 300 - applied
+                read_ahead_at_the_end.append(300 - applied)
+    finally:
+        await runner.stop()
+    assert applied == 300
+    assert read_ahead_at_the_end[0] > 0  # the last records were read ahead before they were applied
+    assert await read_totals(engine, runner.tables["totals"]) == {f"window-{i}": (30, 30) for i in range(10)}

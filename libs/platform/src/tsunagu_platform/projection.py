@@ -24,9 +24,9 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -87,6 +87,9 @@ to the connection, so it is raised when a rebuild transaction begins and restore
 switch's commit then checkpoints once, and `db.WAL_SIZE_LIMIT_BYTES` shrinks the file again."""
 
 _ACTIVE = select(projection_state.c.active_generation).where(projection_state.c.projection == bindparam("projection"))
+
+DECODE_SLICE = 500
+"""Records a batch read ahead decodes before giving the loop back (about 10 ms of CPU)."""
 
 FILL_MS = 20
 """How long a runner waits for more records to fill a batch: brokers that hand out small fetches
@@ -248,6 +251,7 @@ class GenerationRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: list[TopicPartition] = []
         self._open: _OpenTransaction | None = None
+        self._ahead: asyncio.Task[_Batch] | None = None
 
     async def create_tables(self) -> None:
         await create_tables(self.engine, self.tables)
@@ -276,6 +280,7 @@ class GenerationRunner:
                 await consumer.seek_to_beginning(tp)
 
     async def stop(self) -> None:
+        await self._drop_ahead()
         await self.rollback()  # a batch left open by a caller that did not finish its rebuild
         if self._consumer is not None:
             await self._consumer.stop()
@@ -302,6 +307,9 @@ class GenerationRunner:
         """Records between this generation's position and the end of its topics now."""
         assert self._consumer is not None
         behind = await end_distance(self._consumer, self._assigned)
+        if self._ahead is not None:
+            # Read ahead, so past the consumer's position, but not applied yet.
+            behind += (await asyncio.shield(self._ahead)).fetched
         PROJECTION_LAG.labels(self.projection.name).set(behind)
         return behind
 
@@ -319,52 +327,81 @@ class GenerationRunner:
 
     async def step(self, timeout_ms: int = 200) -> int:
         """Fetch and apply one batch; returns the number of records consumed."""
-        records = await self._fetch(timeout_ms)
-        if not records:
-            return 0
-        await self.apply_records(records)
-        return len(records)
+        batch = await self._next_batch(timeout_ms)
+        if batch.fetched:
+            await self._apply_batch(batch)
+        return batch.fetched
 
     async def step_rebuilding(self, timeout_ms: int = 200) -> int:
         """`step` for a rebuild: the batch joins the transaction left open by the previous ones,
         which commits once due (`REBUILD_COMMIT_EVENTS`, `REBUILD_COMMIT_SECONDS`) or when nothing
-        more was fetched. Whoever calls it must end with `commit` (or `rollback`)."""
-        records = await self._fetch(timeout_ms)
-        if not records:
+        more was fetched. Whoever calls it must end with `commit` (or `rollback`).
+
+        The next batch is fetched and decoded while this one is written: on PostgreSQL the
+        runner otherwise sat idle for every statement the server ran (a third of a rebuild's time,
+        docs/benchmarks/reporting.md). Records read ahead are counted by `lag`, and dropped by
+        `stop`, so a runner that fails resumes from its checkpoints as before."""
+        batch = await self._next_batch(timeout_ms)
+        if not batch.fetched:
             await self.commit()
             return 0
-        await self.apply_records(records, keep_open=True)
+        self._ahead = asyncio.create_task(self._fetch_batch(timeout_ms))
+        await self._apply_batch(batch, keep_open=True)
         open_ = self._open
         if open_ is not None and (
             open_.events >= REBUILD_COMMIT_EVENTS or time.monotonic() - open_.began >= REBUILD_COMMIT_SECONDS
         ):
             await self.commit()
-        return len(records)
+        return batch.fetched
+
+    async def _next_batch(self, timeout_ms: int) -> _Batch:
+        ahead, self._ahead = self._ahead, None
+        return await ahead if ahead is not None else await self._fetch_batch(timeout_ms)
+
+    async def _fetch_batch(self, timeout_ms: int) -> _Batch:
+        """Fetch and decode a batch read ahead: decoded a slice at a time, so that the batch being
+        written gets the loop back as soon as the database answers (one block of decoding the size
+        of a batch overlapped one statement of the batch before, not all of them)."""
+        records = await self._fetch(timeout_ms)
+        batch = _Batch(len(records), [], {})
+        for start in range(0, len(records), DECODE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            with _without_cyclic_gc():
+                self._decode_into(batch, records[start : start + DECODE_SLICE])
+        return batch
+
+    async def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await ahead
 
     async def apply_records(self, records: Sequence[IncomingRecord], *, keep_open: bool = False) -> None:
         """Decode, sequence and apply one batch with its checkpoints in one transaction; with
         `keep_open` that transaction stays open for the next batches until `commit`."""
-        # The batch's decoded events (several tracked objects each) all live until the batch is
-        # done and then die by reference counting: the cyclic collector would only scan them (a
-        # young-generation pass per few thousand events, ~10 % of a rebuild's CPU), so it waits for
-        # the batch, and the batch that found it on switches it back on (overlapping batches of other
-        # runners in the process leave it as it was once all are done).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            await self._apply(*self._decode(records), rebuilding=keep_open)
+        with _without_cyclic_gc():
+            batch = self._decode(records)
+        await self._apply_batch(batch, keep_open=keep_open)
+
+    async def _apply_batch(self, batch: _Batch, *, keep_open: bool = False) -> None:
+        with _without_cyclic_gc():
+            await self._apply(batch.events, batch.next_offsets, rebuilding=keep_open)
             if not keep_open:
                 await self.commit()
-        finally:
-            if collecting:
-                gc.enable()
 
-    def _decode(self, records: Sequence[IncomingRecord]) -> tuple[list[ReceivedEvent], dict[tuple[str, int], int]]:
-        """The batch's events (rejected records left out, visibly) and the next offset of each partition."""
-        decoded: list[ReceivedEvent] = []
-        append = decoded.append
+    def _decode(self, records: Sequence[IncomingRecord]) -> _Batch:
+        batch = _Batch(len(records), [], {})
+        self._decode_into(batch, records)
+        return batch
+
+    def _decode_into(self, batch: _Batch, records: Sequence[IncomingRecord]) -> None:
+        """Add the records' events to the batch (rejected records left out, visibly) and advance the
+        next offset of each partition."""
+        append = batch.events.append
         reg = self.registry
-        next_offsets: dict[tuple[str, int], int] = {}
+        next_offsets = batch.next_offsets
         for record in records:
             key = (record.topic, record.partition)
             if record.offset >= next_offsets.get(key, 0):
@@ -383,7 +420,6 @@ class GenerationRunner:
                 )
             else:
                 append(item)
-        return decoded, next_offsets
 
     async def _apply(
         self,
@@ -455,6 +491,34 @@ class GenerationRunner:
     def _forget(self) -> None:
         self.sequencer.forget()
         self._written_checkpoints = None
+
+
+class _Batch(NamedTuple):
+    """Records fetched in one go: how many, their events, and the next offset of each partition."""
+
+    fetched: int
+    events: list[ReceivedEvent]
+    next_offsets: dict[tuple[str, int], int]
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while batches are decoded and applied.
+
+    A batch's decoded events (several tracked objects each) all live until the batch is done and
+    then die by reference counting: the cyclic collector would only scan them (a young-generation
+    pass per few thousand events, ~10 % of a rebuild's CPU). A rebuild holds it off for its whole
+    run, since the batch read ahead is alive whenever the one before ends. Whoever found it on
+    switches it back on, so overlapping holders (other runners in the process) leave it as it was
+    once all are done.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 @dataclass
@@ -606,26 +670,27 @@ class ProjectionManager:
         started = time.monotonic()
         last_report = started
         try:
-            while True:
-                consumed = await runner.step_rebuilding()
-                now_ = time.monotonic()
-                if consumed and now_ - last_report < report_every:
-                    continue
-                remaining = await runner.lag()
-                if remaining == 0:
-                    await runner.commit()
-                status = Progress(
-                    self.projection.name,
-                    generation,
-                    runner.events_done,
-                    remaining,
-                    runner.events_done / max(now_ - started, 1e-9),
-                )
-                if progress:
-                    progress(status)
-                last_report = now_
-                if remaining == 0:
-                    break
+            with _without_cyclic_gc():  # see its docstring: a batch read ahead is always alive
+                while True:
+                    consumed = await runner.step_rebuilding()
+                    now_ = time.monotonic()
+                    if consumed and now_ - last_report < report_every:
+                        continue
+                    remaining = await runner.lag()
+                    if remaining == 0:
+                        await runner.commit()
+                    status = Progress(
+                        self.projection.name,
+                        generation,
+                        runner.events_done,
+                        remaining,
+                        runner.events_done / max(now_ - started, 1e-9),
+                    )
+                    if progress:
+                        progress(status)
+                    last_report = now_
+                    if remaining == 0:
+                        break
         finally:
             await runner.stop()  # after a failure, rolls back the batches not committed yet
         await self._switch(generation)
