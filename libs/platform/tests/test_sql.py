@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.sql import BulkInsert, DriverQuery
 
@@ -31,8 +32,8 @@ def _rows(start: int, at: datetime) -> list[tuple[object, ...]]:
     ]
 
 
-async def test_a_bulk_insert_of_many_rows_and_of_one_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path}/t.db")
+async def test_a_bulk_insert_of_many_rows_and_of_one_stores_what_sqlalchemy_stores(database_url: str) -> None:
+    engine = create_engine(database_url)
     at = datetime(2026, 4, 1, 9, 30, 1, 123456, tzinfo=UTC)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -44,6 +45,53 @@ async def test_a_bulk_insert_of_many_rows_and_of_one_stores_what_sqlalchemy_stor
     by_sqlalchemy = [row[1:] for row in stored if row[0] < 100]
     assert [row[1:] for row in stored if 100 <= row[0] < 200] == by_sqlalchemy
     assert [row[1:] for row in stored if row[0] >= 200] == by_sqlalchemy[:1]
+    await engine.dispose()
+
+
+serials = Table(
+    "serials",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(20), nullable=False, unique=True),
+    Column("doc", JSON().with_variant(JSONB(), "postgresql"), nullable=True),
+)
+counters = Table(
+    "counters",
+    metadata,
+    Column("key", String(20), primary_key=True),
+    Column("first_seen", String(20), nullable=False),
+    Column("count", Integer, nullable=False),
+)
+
+
+async def test_bulk_rows_take_serial_keys_in_the_order_given(database_url: str) -> None:
+    engine = create_engine(database_url)
+    names = [f"n{(i * 7919) % 1000:03d}" for i in range(1000)]  # not in any sorted order
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await BulkInsert(serials, ("name", "doc")).run(
+            conn, [(n, {"n": n} if i % 3 else None) for i, n in enumerate(names)]
+        )
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(serials.c.name, serials.c.doc).order_by(serials.c.position))).all()
+    assert [name for name, _ in stored] == names
+    assert [doc for _, doc in stored][:3] == [None, {"n": names[1]}, {"n": names[2]}]
+    await engine.dispose()
+
+
+async def test_an_upsert_naming_a_key_twice_ends_as_if_its_rows_ran_one_by_one(database_url: str) -> None:
+    engine = create_engine(database_url)
+    upsert = BulkInsert(
+        counters, ("key", "first_seen", "count"), on_conflict="update", keys=("key",), update=("count",)
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await upsert.run(conn, [("a", "batch 1", 1), ("b", "batch 1", 1)])
+        await upsert.run(conn, [("b", "batch 2", 2), ("c", "batch 2", 1), ("c", "batch 2 again", 2)])
+        await upsert.run(conn, [("a", "batch 3", 5)])
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(counters).order_by(counters.c.key))).all()
+    assert [tuple(row) for row in stored] == [("a", "batch 1", 5), ("b", "batch 1", 2), ("c", "batch 2", 2)]
     await engine.dispose()
 
 
