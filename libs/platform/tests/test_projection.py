@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 from sqlalchemy import inspect, select
@@ -174,3 +176,33 @@ async def test_a_rebuilding_runner_counts_the_batch_it_read_ahead_as_not_done_ye
     assert applied == 300
     assert read_ahead_at_the_end[0] > 0  # the last records were read ahead before they were applied
     assert await read_totals(engine, runner.tables["totals"]) == {f"window-{i}": (30, 30) for i in range(10)}
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_a_rebuild_holds_the_collector_off_yet_sweeps_cycles_made_meanwhile_at_each_commit(
+    engine: AsyncEngine, kafka_bootstrap: str, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(projection, "REBUILD_COMMIT_EVENTS", 40)  # a commit every other batch of 25
+    await ensure_topics(kafka_bootstrap, [unique_topic], partitions=3)
+    await append_tallies(engine, streams=10, events=30, topic=unique_topic)
+    await relay_all(engine, kafka_bootstrap)
+    made: list[weakref.ref[Cycle]] = []
+    swept, held = [], []
+
+    def other_work_in_the_process(_status: Progress) -> None:
+        held.append(not gc.isenabled())
+        swept.extend(ref() is None for ref in made[:-2])  # two reports later, a commit has passed
+        made.append(weakref.ref(Cycle()))  # garbage only the cyclic collector frees
+
+    assert gc.isenabled()
+    manager = ProjectionManager(engine, TopicTotals(unique_topic), kafka_bootstrap, max_records=25)
+    await manager.rebuild(progress=other_work_in_the_process, report_every=0)
+    assert gc.isenabled()
+    assert len(held) > 5
+    assert all(held)
+    assert len(swept) > 3
+    assert all(swept)

@@ -11,11 +11,12 @@ stream positions, so a republished event is not counted twice.
 
 A rebuild replays a whole year, so the runner's per-event overhead is kept out of
 SQLAlchemy's per-row machinery: its bookkeeping rows (stream positions, checkpoints)
-and a projection's bulk rows go to the driver's executemany through statements
-compiled once (`BulkInsert`), the runner remembers the stream positions it has
-written instead of reading them back for every batch, and a rebuild commits many
-batches at once (`REBUILD_COMMIT_EVENTS`): still effects, positions and checkpoints
-in one transaction, so a crash only sends the runner back to its last commit.
+and a projection's bulk rows go to the driver through statements compiled once
+(`BulkInsert`: an executemany on SQLite, one statement of arrays on PostgreSQL), the
+runner remembers the stream positions it has written instead of reading them back for
+every batch, a rebuild commits many batches at once (`REBUILD_COMMIT_EVENTS`): still
+effects, positions and checkpoints in one transaction, so a crash only sends the runner
+back to its last commit; and it decodes the next batch while the database writes this one.
 """
 
 from __future__ import annotations
@@ -352,6 +353,12 @@ class GenerationRunner:
             open_.events >= REBUILD_COMMIT_EVENTS or time.monotonic() - open_.began >= REBUILD_COMMIT_SECONDS
         ):
             await self.commit()
+            if not gc.isenabled():
+                # The rebuild holds the automatic collector off (`_without_cyclic_gc`); the young
+                # generations are swept here, about once a second, so cycles other work in the
+                # process makes meanwhile (HTTP requests) do not pile up for a long rebuild. What
+                # they hold then is mostly the batch read ahead: a few milliseconds.
+                gc.collect(1)
         return batch.fetched
 
     async def _next_batch(self, timeout_ms: int) -> _Batch:
@@ -508,7 +515,8 @@ def _without_cyclic_gc() -> Iterator[None]:
     A batch's decoded events (several tracked objects each) all live until the batch is done and
     then die by reference counting: the cyclic collector would only scan them (a young-generation
     pass per few thousand events, ~10 % of a rebuild's CPU). A rebuild holds it off for its whole
-    run, since the batch read ahead is alive whenever the one before ends. Whoever found it on
+    run, since the batch read ahead is alive whenever the one before ends, and sweeps the young
+    generations itself at each commit (`step_rebuilding`). Whoever found it on
     switches it back on, so overlapping holders (other runners in the process) leave it as it was
     once all are done.
     """
