@@ -34,6 +34,13 @@ async def relay_all(engine: AsyncEngine, bootstrap: str) -> None:
         await publisher.stop()
 
 
+async def publish_tallies(engine: AsyncEngine, bootstrap: str, topic: str) -> None:
+    """300 events on 3 partitions: 10 streams (windows) of 30 tallies each."""
+    await ensure_topics(bootstrap, [topic], partitions=3)
+    await append_tallies(engine, streams=10, events=30, topic=topic)
+    await relay_all(engine, bootstrap)
+
+
 async def wait_for(predicate: object, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -46,9 +53,7 @@ async def wait_for(predicate: object, timeout: float = 20.0) -> None:
 async def test_rebuild_equals_live_and_reads_answer_whole_during_it(
     engine: AsyncEngine, kafka_bootstrap: str, unique_topic: str
 ) -> None:
-    await ensure_topics(kafka_bootstrap, [unique_topic], partitions=3)
-    await append_tallies(engine, streams=10, events=30, topic=unique_topic)
-    await relay_all(engine, kafka_bootstrap)
+    await publish_tallies(engine, kafka_bootstrap, unique_topic)
 
     manager = ProjectionManager(engine, TopicTotals(unique_topic), kafka_bootstrap, max_records=25)
     stop = asyncio.Event()
@@ -122,9 +127,7 @@ async def test_a_rebuild_that_failed_midway_resumes_from_its_last_commit_exactly
     engine: AsyncEngine, kafka_bootstrap: str, unique_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(projection, "REBUILD_COMMIT_EVENTS", 40)  # several commits in 300 events
-    await ensure_topics(kafka_bootstrap, [unique_topic], partitions=3)
-    await append_tallies(engine, streams=10, events=30, topic=unique_topic)
-    await relay_all(engine, kafka_bootstrap)
+    await publish_tallies(engine, kafka_bootstrap, unique_topic)
     manager = ProjectionManager(engine, FailingOnce(unique_topic, after=200), kafka_bootstrap, max_records=25)
     with pytest.raises(RuntimeError, match="crash"):
         await manager.rebuild()
@@ -158,9 +161,7 @@ async def positions_of(engine: AsyncEngine, runner: GenerationRunner) -> dict[st
 async def test_a_rebuilding_runner_counts_the_batch_it_read_ahead_as_not_done_yet(
     engine: AsyncEngine, kafka_bootstrap: str, unique_topic: str
 ) -> None:
-    await ensure_topics(kafka_bootstrap, [unique_topic], partitions=3)
-    await append_tallies(engine, streams=10, events=30, topic=unique_topic)
-    await relay_all(engine, kafka_bootstrap)
+    await publish_tallies(engine, kafka_bootstrap, unique_topic)
     runner = ProjectionManager(engine, TopicTotals(unique_topic), kafka_bootstrap, max_records=25).runner(2)
     await runner.start()
     applied, read_ahead_at_the_end = 0, []
@@ -187,9 +188,7 @@ async def test_a_rebuild_holds_the_collector_off_yet_sweeps_cycles_made_meanwhil
     engine: AsyncEngine, kafka_bootstrap: str, unique_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(projection, "REBUILD_COMMIT_EVENTS", 40)  # a commit every other batch of 25
-    await ensure_topics(kafka_bootstrap, [unique_topic], partitions=3)
-    await append_tallies(engine, streams=10, events=30, topic=unique_topic)
-    await relay_all(engine, kafka_bootstrap)
+    await publish_tallies(engine, kafka_bootstrap, unique_topic)
     made: list[weakref.ref[Cycle]] = []
     swept, held = [], []
 
