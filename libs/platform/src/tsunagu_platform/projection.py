@@ -382,8 +382,9 @@ class GenerationRunner:
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             ahead.cancel()
-            with contextlib.suppress(BaseException):
-                await ahead
+            await asyncio.wait([ahead])  # raises only if this task itself is cancelled meanwhile
+            if not ahead.cancelled():
+                ahead.exception()  # retrieved: a fetch that failed after its batch was given up says nothing
 
     async def apply_records(self, records: Sequence[IncomingRecord], *, keep_open: bool = False) -> None:
         """Decode, sequence and apply one batch with its checkpoints in one transaction; with

@@ -190,40 +190,45 @@ class BulkInsert:
         sql = self.sql(conn.dialect)
         key = f"{conn.dialect.name}:{conn.dialect.paramstyle}"
         processors = self._processors[key]
-        if processors:
-            if len(rows) == 1:
+        if len(rows) == 1:
+            if processors:
                 values = list(rows[0])
                 for index, processor in processors:
                     values[index] = processor(values[index])
                 rows = [tuple(values)]
-            else:
-                # Column by column: each converted column is one loop, not a call per value.
-                columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-                for index, processor in processors:
-                    columns[index] = _converted(processor, columns[index])
-                rows = list(zip(*columns, strict=True))
+            await self._run_rows(conn, sql, rows)
+            return
+        arrays = self._arrays_sql.get(key)
+        if arrays is None and not processors:
+            await self._run_rows(conn, sql, rows)
+            return
+        # Column by column: each converted column is one loop, not a call per value.
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for index, processor in processors:
+            columns[index] = _converted(processor, columns[index])
+        if arrays is not None and not self._repeats_a_key(columns):
+            await conn.exec_driver_sql(arrays, tuple(list(column) for column in columns))
+        else:
+            await self._run_rows(conn, sql, list(zip(*columns, strict=True)) if processors else rows)
+
+    @staticmethod
+    async def _run_rows(conn: AsyncConnection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         driver = _in_loop_driver(conn)
         if driver is None:
-            arrays = self._arrays_sql.get(key) if len(rows) > 1 else None
-            if arrays is not None and not self._repeats_a_key(rows):
-                await conn.exec_driver_sql(arrays, tuple(list(column) for column in zip(*rows, strict=True)))
-            else:
-                await conn.exec_driver_sql(sql, list(rows))
+            await conn.exec_driver_sql(sql, list(rows))
         elif len(rows) == 1:
             _on_driver(driver, sql, rows[0])
         else:
             _on_driver(driver, sql, list(rows), many=True)
 
-    def _repeats_a_key(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+    def _repeats_a_key(self, columns: Sequence[Sequence[Any]]) -> bool:
         """Whether an upsert's rows name one key twice: one statement may not update a row twice,
         so those rows go one execution each, the later updating the earlier as they always did."""
         if self.on_conflict != "update":
             return False
-        positions = [self.columns.index(name) for name in self.keys]
-        if len(positions) == 1:
-            (only,) = positions
-            return len({row[only] for row in rows}) < len(rows)
-        return len({tuple(row[i] for i in positions) for row in rows}) < len(rows)
+        keys = [columns[self.columns.index(name)] for name in self.keys]
+        found = set(keys[0]) if len(keys) == 1 else set(zip(*keys, strict=True))
+        return len(found) < len(keys[0])
 
 
 def _in_loop_driver(conn: AsyncConnection) -> Any | None:
