@@ -328,10 +328,11 @@ class GenerationRunner:
 
     async def step(self, timeout_ms: int = 200) -> int:
         """Fetch and apply one batch; returns the number of records consumed."""
-        batch = await self._next_batch(timeout_ms)
-        if batch.fetched:
-            await self._apply_batch(batch)
-        return batch.fetched
+        with _without_cyclic_gc():
+            batch = await self._next_batch(timeout_ms)
+            if batch.fetched:
+                await self._apply_batch(batch)
+            return batch.fetched
 
     async def step_rebuilding(self, timeout_ms: int = 200) -> int:
         """`step` for a rebuild: the batch joins the transaction left open by the previous ones,
@@ -342,12 +343,13 @@ class GenerationRunner:
         runner otherwise sat idle for every statement the server ran (a third of a rebuild's time,
         docs/benchmarks/reporting.md). Records read ahead are counted by `lag`, and dropped by
         `stop`, so a runner that fails resumes from its checkpoints as before."""
-        batch = await self._next_batch(timeout_ms)
-        if not batch.fetched:
-            await self.commit()
-            return 0
-        self._ahead = asyncio.create_task(self._fetch_batch(timeout_ms))
-        await self._apply_batch(batch, keep_open=True)
+        with _without_cyclic_gc():
+            batch = await self._next_batch(timeout_ms)
+            if not batch.fetched:
+                await self.commit()
+                return 0
+            self._ahead = asyncio.create_task(self._fetch_batch(timeout_ms))
+            await self._apply_batch(batch, keep_open=True)
         open_ = self._open
         if open_ is not None and (
             open_.events >= REBUILD_COMMIT_EVENTS or time.monotonic() - open_.began >= REBUILD_COMMIT_SECONDS
@@ -390,14 +392,13 @@ class GenerationRunner:
         """Decode, sequence and apply one batch with its checkpoints in one transaction; with
         `keep_open` that transaction stays open for the next batches until `commit`."""
         with _without_cyclic_gc():
-            batch = self._decode(records)
-        await self._apply_batch(batch, keep_open=keep_open)
+            await self._apply_batch(self._decode(records), keep_open=keep_open)
 
     async def _apply_batch(self, batch: _Batch, *, keep_open: bool = False) -> None:
-        with _without_cyclic_gc():
-            await self._apply(batch.events, batch.next_offsets, rebuilding=keep_open)
-            if not keep_open:
-                await self.commit()
+        """Callers hold the collector off (`_without_cyclic_gc`) from decoding to here."""
+        await self._apply(batch.events, batch.next_offsets, rebuilding=keep_open)
+        if not keep_open:
+            await self.commit()
 
     def _decode(self, records: Sequence[IncomingRecord]) -> _Batch:
         batch = _Batch(len(records), [], {})
