@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: run test lint typecheck unit schemas bench token clean help
+.PHONY: run test lint typecheck unit postgres schemas bench token clean help
 
 help:
 	@echo "make run    — broker + the four services on SQLite (./var); Ctrl-C stops"
@@ -39,7 +39,14 @@ typecheck: $(VENV)/.synced
 unit: $(VENV)/.synced
 	$(BIN)/python -m pytest libs services tests -n 3 --dist loadfile --durations=15
 
-test: lint typecheck unit
+# The PostgreSQL variants' server: installed from Debian's packages, started and given its test
+# database by .ci/postgres (needs root); an explicit TSUNAGU_TEST_POSTGRES_URL is used as it is.
+postgres:
+	@if [ -n "$${TSUNAGU_TEST_POSTGRES_URL:-}" ]; then echo "PostgreSQL: the server of TSUNAGU_TEST_POSTGRES_URL"; \
+	elif [ "$$(id -u)" = 0 ]; then .ci/postgres >/dev/null; \
+	else echo "PostgreSQL: not root, so .ci/postgres cannot install it; its tests skip saying why"; fi
+
+test: postgres lint typecheck unit
 
 schemas: $(VENV)/.synced
 	$(BIN)/tsunagu-schemas export

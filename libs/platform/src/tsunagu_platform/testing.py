@@ -19,7 +19,8 @@ import pytest
 
 from tsunagu_platform.tansu import TansuBroker
 
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_POSTGRES = "postgresql://postgres:tsunagu-test@127.0.0.1:5432/test"
+"""The server `.ci/postgres` sets up (installed from Debian's packages when missing)."""
 
 
 def postgres_admin_url() -> str:
