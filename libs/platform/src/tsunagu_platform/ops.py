@@ -12,12 +12,14 @@ import asyncio
 import os
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from tsunagu_events.topics import INTAKE_INBOUND, SERVICES, dlq_topic, events_topic
 
-from tsunagu_platform.db import create_engine, default_sqlite_url
+from tsunagu_platform.crypto import KeyStore, MasterKeyError, decode_master_key, person_keys
+from tsunagu_platform.db import create_engine, default_sqlite_url, normalise_url
 from tsunagu_platform.dlq import replay_dlq
 from tsunagu_platform.kafka import AiokafkaPublisher, ensure_topics
 from tsunagu_platform.projection import Progress, ProjectionManager
@@ -133,6 +135,103 @@ async def cmd_projection_rebuild(args: argparse.Namespace) -> int:
         await engine.dispose()
 
 
+NEW_MASTER_KEY_ENV = "TSUNAGU_KEYSTORE_NEW_MASTER_KEY"
+
+
+def _key_from(file: str | None, env: str, fallback: Path | None = None) -> bytes | None:
+    """A master key from a file, else the environment, else (local runs) the var/ file: never argv."""
+    if file:
+        return decode_master_key(Path(file).read_text())
+    if os.environ.get(env):
+        return decode_master_key(os.environ[env])
+    if fallback is not None and fallback.exists():
+        return decode_master_key(fallback.read_text())
+    return None
+
+
+def _keystore(args: argparse.Namespace, master: bytes) -> KeyStore | None:
+    url = args.keystore_url or os.environ.get("TSUNAGU_KEYSTORE_URL")
+    if not url:
+        path = Path(args.var_dir) / f"{args.service}-keys.db"
+        if not path.exists():
+            print(f"no key store at {path} (give --keystore-url or TSUNAGU_KEYSTORE_URL)", file=sys.stderr)
+            return None
+        url = default_sqlite_url(f"{args.service}-keys", args.var_dir)
+    return KeyStore(create_engine(normalise_url(url)), master, keyring=args.service)
+
+
+async def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """Re-wrap every key of one service's key store under a new master key, in one transaction."""
+    try:
+        fallback = Path(args.var_dir) / f"{args.service}-master.key"
+        old = _key_from(args.old_key_file, "TSUNAGU_KEYSTORE_MASTER_KEY", fallback)
+        new = _key_from(args.new_key_file, NEW_MASTER_KEY_ENV)
+    except (MasterKeyError, ValueError, OSError) as error:
+        print(f"unusable master key: {error}", file=sys.stderr)
+        return 2
+    if old is None or new is None:
+        print(
+            "give the current master key (TSUNAGU_KEYSTORE_MASTER_KEY or --old-key-file) and the new one "
+            f"({NEW_MASTER_KEY_ENV} or --new-key-file); keys are never taken from the command line",
+            file=sys.stderr,
+        )
+        return 2
+    if old == new:
+        print("the new master key is the current one: nothing to rotate", file=sys.stderr)
+        return 2
+    store = _keystore(args, old)
+    if store is None:
+        return 2
+    try:
+        try:
+            await store.migrate()  # refuses if the current key is not the one the store was wrapped with
+            total = await store.rewrap(
+                new, progress=lambda done, of: print(f"… {done}/{of} keys re-wrapped", file=sys.stderr, flush=True)
+            )
+        except MasterKeyError as error:
+            print(f"{args.service}: {error}", file=sys.stderr)
+            return 1
+        async with store.engine.connect() as conn:
+            erased = await conn.scalar(
+                select(func.count()).select_from(person_keys).where(person_keys.c.wrapped_key.is_(None))
+            )
+        good, bad = await store.verify()
+        print(
+            f"{args.service}: {total} keys re-wrapped under the new master key in one transaction; "
+            f"{erased} erased (nothing to re-wrap); {good} open with the new key, {bad} do not"
+        )
+        if bad:
+            print("keys not under the new master key: was the service running? rotate again", file=sys.stderr)
+            return 1
+        print("next: store the new master key where the service reads it, back it up, then start the service")
+        return 0
+    finally:
+        await store.engine.dispose()
+
+
+async def cmd_keys_verify(args: argparse.Namespace) -> int:
+    """Unwrap every key with the configured master key (after a restore or a rotation)."""
+    try:
+        master = _key_from(
+            args.key_file, "TSUNAGU_KEYSTORE_MASTER_KEY", Path(args.var_dir) / f"{args.service}-master.key"
+        )
+    except (MasterKeyError, ValueError, OSError) as error:
+        print(f"unusable master key: {error}", file=sys.stderr)
+        return 2
+    if master is None:
+        print("give the master key (TSUNAGU_KEYSTORE_MASTER_KEY or --key-file)", file=sys.stderr)
+        return 2
+    store = _keystore(args, master)
+    if store is None:
+        return 2
+    try:
+        good, bad = await store.verify()
+    finally:
+        await store.engine.dispose()
+    print(f"{args.service}: {good} keys open with this master key, {bad} do not")
+    return 1 if bad else 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tsunagu-ops", description=__doc__)
     root.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
@@ -175,6 +274,28 @@ def parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(run=cmd_projection_rebuild)
     listing = projection.add_parser("list")
     listing.set_defaults(run=cmd_projection_list)
+
+    def with_keystore(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--service", choices=SERVICES, required=True)
+        p.add_argument("--keystore-url", help="default: TSUNAGU_KEYSTORE_URL, else var/<service>-keys.db")
+        p.add_argument("--var-dir", default=os.environ.get("TSUNAGU_VAR_DIR", "var"))
+
+    keys = sub.add_parser("keys", help="personal-data key stores").add_subparsers(dest="action", required=True)
+    # No abbreviations: `--new-key <base64>` must be refused, not taken for --new-key-file.
+    rotate = keys.add_parser(
+        "rotate",
+        allow_abbrev=False,
+        help="re-wrap every person key under a new master key (current: TSUNAGU_KEYSTORE_MASTER_KEY, "
+        f"new: {NEW_MASTER_KEY_ENV}; or files)",
+    )
+    with_keystore(rotate)
+    rotate.add_argument("--old-key-file", help="file holding the current master key (base64)")
+    rotate.add_argument("--new-key-file", help="file holding the new master key (base64)")
+    rotate.set_defaults(run=cmd_keys_rotate)
+    check = keys.add_parser("verify", help="check that the master key unwraps every key", allow_abbrev=False)
+    with_keystore(check)
+    check.add_argument("--key-file", help="file holding the master key (base64)")
+    check.set_defaults(run=cmd_keys_verify)
     return root
 
 

@@ -23,7 +23,7 @@ from tsunagu_events import EventEnvelope, EventRegistry, registry
 from tsunagu_events.topics import dlq_topic, events_topic
 
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, Handler, ReceivedEvent
-from tsunagu_platform.crypto import KeyStore, load_master_key
+from tsunagu_platform.crypto import KeyStore, MasterKey
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.group_commit import command_transactions
 from tsunagu_platform.kafka import AiokafkaPublisher, FaststreamPublisher, Publisher, ensure_topics, faststream_broker
@@ -76,9 +76,7 @@ class ServiceRuntime:
         self._transaction = command_transactions(self.engine, service=s.service)
         self.keys_engine = create_engine(s.keys_url)
         master_file = s.var_dir / f"{s.service}-master.key"
-        self.keys = KeyStore(
-            self.keys_engine, lambda: load_master_key(s.keystore_master_key, master_file), keyring=s.service
-        )
+        self.keys = KeyStore(self.keys_engine, MasterKey(s.keystore_master_key, master_file), keyring=s.service)
         self.relay = OutboxRelay(self.engine, self.publisher, service=s.service)
 
     @property
