@@ -28,6 +28,9 @@ COMPOSE_TEST_ENV = {
     "RESOURCES_DB_PASSWORD": "test-resources",
     "REPORTING_DB_PASSWORD": "test-reporting",
     "KEYSTORE_DB_PASSWORD": "test-keystore",
+    "REFERRAL_KEYSTORE_DB_PASSWORD": "test-referral-keystore",
+    "INTAKE_KEYSTORE_MASTER_KEY": "dGVzdC1pbnRha2UtbWFzdGVyLWtleS0wMDAwMDAwMDA=",
+    "REFERRAL_KEYSTORE_MASTER_KEY": "dGVzdC1yZWZlcnJhbC1tYXN0ZXIta2V5LTAwMDAwMDA=",
 }
 
 

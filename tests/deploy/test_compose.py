@@ -93,6 +93,38 @@ def kafka_services(model: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {n: s for n, s in model["services"].items() if (s.get("image") or "").startswith("apache/kafka:")}
 
 
+def sealing_services() -> set[str]:
+    """The services whose code seals personal data or keeps person keys (runtime.keys), read from the code:
+    a new one fails these checks until its deployment gets a key store and a master key."""
+    uses = re.compile(r"\.keys\.(seal|open|prepare|erase)\(|erase_keys_on_person_erased\(")
+    return {
+        service
+        for service in APP_SERVICES
+        if any(uses.search(f.read_text()) for f in (REPO_ROOT / "services" / service / "src").rglob("*.py"))
+    }
+
+
+SEALING = sealing_services()
+
+
+def keystore_problems(name: str, services: dict[str, dict[str, Any]]) -> list[str]:
+    """A sealing service and its migrate job: their own key store database and a master key from .env."""
+    problems = []
+    urls = set()
+    for where in (name, f"{name}-migrate"):
+        env = (services.get(where) or {}).get("environment") or {}
+        url = str(env.get("TSUNAGU_KEYSTORE_URL", ""))
+        urls.add(url)
+        if not url.startswith("postgresql://"):
+            problems.append(f"{where}: TSUNAGU_KEYSTORE_URL must point at its key store database")
+        if not env.get("TSUNAGU_KEYSTORE_MASTER_KEY"):
+            problems.append(f"{where}: TSUNAGU_KEYSTORE_MASTER_KEY must be set (else a key file in the container)")
+    own = {url.rsplit("/", 1)[-1] for url in urls}
+    if len(urls) != 1 or own & {name, *APP_SERVICES}:
+        problems.append(f"{name}: key store must be one database of its own, apart from the events ({sorted(urls)})")
+    return problems
+
+
 def compose_problems(model: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     services: dict[str, dict[str, Any]] = model["services"]
@@ -165,6 +197,8 @@ def compose_problems(model: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: DATABASE_URL must point at PostgreSQL")
         if name == "intake" and not str(env.get("TSUNAGU_KEYSTORE_URL", "")).startswith("postgresql://"):
             problems.append("intake: TSUNAGU_KEYSTORE_URL must point at the key store database")
+        if name in SEALING:
+            problems += keystore_problems(name, services)
         deps = svc.get("depends_on") or {}
         migrate = deps.get(f"{name}-migrate", {})
         if migrate.get("condition") != "service_completed_successfully":
@@ -344,6 +378,21 @@ BROKEN_OVERRIDES = {
     ),
     "unpinned-image": ({"postgres": {"image": "postgres:latest"}}, "latest"),
     "auto-create-topics": ({"kafka": {"environment": {"KAFKA_AUTO_CREATE_TOPICS_ENABLE": "true"}}}, "auto topic"),
+    "referral-keys-in-its-container": (
+        {"referral-migrate": {"environment": {"TSUNAGU_KEYSTORE_URL": "sqlite:///var/referral-keys.db"}}},
+        "referral-migrate: TSUNAGU_KEYSTORE_URL must point at its key store database",
+    ),
+    "key-store-in-the-event-database": (
+        {
+            name: {"environment": {"TSUNAGU_KEYSTORE_URL": "postgresql://referral:x@postgres:5432/referral"}}
+            for name in ("referral", "referral-migrate")
+        },
+        "referral: key store must be one database of its own",
+    ),
+    "no-master-key": (
+        {"intake": {"environment": {"TSUNAGU_KEYSTORE_MASTER_KEY": ""}}},
+        "intake: TSUNAGU_KEYSTORE_MASTER_KEY must be set",
+    ),
 }
 
 
@@ -358,12 +407,29 @@ def test_project_rules_catch_broken_compose(compose, tmp_path: Path, case: str) 
     assert any(expected in p for p in problems), problems
 
 
+def test_every_service_that_seals_gets_its_own_key_store_and_master_key(resolved: dict[str, dict[str, Any]]) -> None:
+    assert {"intake", "referral"} <= SEALING, "the scan of the services' code finds the sealing services"
+    for variant, model in resolved.items():
+        problems = [p for name in sorted(SEALING) for p in keystore_problems(name, model["services"])]
+        assert problems == [], variant
+        urls = {model["services"][name]["environment"]["TSUNAGU_KEYSTORE_URL"] for name in SEALING}
+        keys = {model["services"][name]["environment"]["TSUNAGU_KEYSTORE_MASTER_KEY"] for name in SEALING}
+        assert len(urls) == len(SEALING), "no two services share a key store (their person ids would collide)"
+        assert len(keys) == len(SEALING), "each service has its own master key"
+
+
+def test_a_sealing_service_without_master_key_fails_config(compose) -> None:
+    result = compose([MAIN], "config", "-q", env={"REFERRAL_KEYSTORE_MASTER_KEY": ""})
+    assert result.returncode != 0
+    assert "REFERRAL_KEYSTORE_MASTER_KEY" in result.stderr
+
+
 def test_postgres_init_script_creates_one_database_per_service() -> None:
     script = REPO_ROOT / "deploy" / "compose" / "postgres-init" / "10-tsunagu-databases.sh"
     text = script.read_text()
     assert script.stat().st_mode & 0o111, "the init script must be executable (docker-entrypoint runs it)"
     created = re.findall(r"^create_database (\w+) ", text, flags=re.M)
-    assert created == ["intake", "referral", "resources", "reporting", "keystore"]
+    assert created == ["intake", "referral", "resources", "reporting", "referral_keystore", "keystore"]
     # Shell syntax only; it runs for real inside the postgres image.
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
 
@@ -410,6 +476,7 @@ def test_postgres_init_script_really_isolates_the_databases() -> None:
         "RESOURCES_DB_PASSWORD": "c",
         "REPORTING_DB_PASSWORD": "it's",
         "KEYSTORE_DB_PASSWORD": "e",
+        "REFERRAL_KEYSTORE_DB_PASSWORD": "f",
     }
 
     def run(*args: str, user: list[str] = as_user, extra: dict[str, str] | None = None):
@@ -445,7 +512,7 @@ def test_postgres_init_script_really_isolates_the_databases() -> None:
             return run(psql, "-U", user, "-d", db, "-tAc", sql, user=[])
 
         owners = query("postgres", "postgres", "select datname || '=' || pg_get_userbyid(datdba) from pg_database")
-        for db in ("intake", "referral", "resources", "reporting", "keystore"):
+        for db in ("intake", "referral", "resources", "reporting", "referral_keystore", "keystore"):
             assert f"{db}={db}" in owners.stdout.split()
         assert query("intake", "intake", "create table t (x int)").returncode == 0
         denied = query("intake", "referral", "select 1")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs once, on the first start of an empty postgres-data volume (docker-entrypoint-initdb.d).
 # One role and one database per service, so a service can read and write only its own store, and
-# the personal-data key store in a database of its own, apart from the events it protects.
+# each personal-data key store (intake, referral) in a database of its own, apart from the events it
+# protects.
 # Passwords come from the environment of the postgres container (see docker-compose.yml).
 set -euo pipefail
 
@@ -26,5 +27,7 @@ create_database intake "${INTAKE_DB_PASSWORD:-}"
 create_database referral "${REFERRAL_DB_PASSWORD:-}"
 create_database resources "${RESOURCES_DB_PASSWORD:-}"
 create_database reporting "${REPORTING_DB_PASSWORD:-}"
+# referral's personal-data key store (intake's is `keystore`, below).
+create_database referral_keystore "${REFERRAL_KEYSTORE_DB_PASSWORD:-}"
 # Last on purpose: the compose healthcheck connects to it, so "healthy" means all databases exist.
 create_database keystore "${KEYSTORE_DB_PASSWORD:-}"
