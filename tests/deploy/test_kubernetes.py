@@ -50,7 +50,16 @@ TOPICS = {f"tsunagu.{s}.events" for s in SERVICES} | {"tsunagu.intake.inbound"}
 ALL_TOPICS = TOPICS | {f"{t}.dlq" for t in TOPICS}
 # Secrets production creates out of band (docs/operations.md); everything else must be rendered or
 # written by CloudNativePG.
-EXTERNAL_SECRETS = {"production": {"tsunagu-token-signing", "tsunagu-keystore-credentials"}, "dev": set()}
+EXTERNAL_SECRETS = {
+    "production": {
+        "tsunagu-token-signing",
+        "tsunagu-keystore-credentials",
+        "tsunagu-referral-keystore-credentials",
+        "tsunagu-intake-keystore-master",
+        "tsunagu-referral-keystore-master",
+    },
+    "dev": set(),
+}
 CR_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io", "keda.sh"}
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what a containerised service must bind, not a binding made here
 
@@ -243,6 +252,38 @@ def own_databases(pod_spec: dict[str, Any], clusters: set[str]) -> set[str]:
     return used & clusters
 
 
+def sealing_services() -> set[str]:
+    """The services whose code seals personal data or keeps person keys (runtime.keys), read from the code:
+    a new one fails these checks until its Deployment gets a key store and a master key."""
+    uses = re.compile(r"\.keys\.(seal|open|prepare|erase)\(|erase_keys_on_person_erased\(")
+    return {
+        service
+        for service in SERVICES
+        if any(uses.search(f.read_text()) for f in (REPO_ROOT / "services" / service / "src").rglob("*.py"))
+    }
+
+
+SEALING = sealing_services()
+
+
+def keystore_problems(service: str, pod_spec: dict[str, Any], clusters: set[str]) -> list[str]:
+    """migrate and serve of a sealing service: a key store Cluster of its own and the master key from a Secret."""
+    problems = []
+    containers = [
+        c for c in (pod_spec.get("initContainers") or []) + pod_spec["containers"] if c.get("name") != "wait-for-topics"
+    ]
+    for container in containers:
+        where = f"Deployment/{service}/{container['name']}"
+        env = {v["name"]: v for v in container.get("env") or []}
+        hosts = set(re.findall(r"@([a-z0-9-]+)-rw[.:]", str(env.get("TSUNAGU_KEYSTORE_URL", {}).get("value", ""))))
+        if not hosts & clusters or f"pg-{service}" in hosts:
+            problems.append(f"{where}: TSUNAGU_KEYSTORE_URL must name a key store Cluster of its own")
+        master = env.get("TSUNAGU_KEYSTORE_MASTER_KEY") or {}
+        if "value" in master or not ((master.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name"):
+            problems.append(f"{where}: TSUNAGU_KEYSTORE_MASTER_KEY must come from a Secret (secretKeyRef)")
+    return problems
+
+
 def manifest_problems(docs: list[dict[str, Any]], overlay: str) -> list[str]:
     problems: list[str] = []
     namespace = NAMESPACES[overlay]
@@ -325,6 +366,8 @@ def manifest_problems(docs: list[dict[str, Any]], overlay: str) -> list[str]:
         missing = CONTRACT_ENV - set(env)
         if service == "intake":
             missing |= {"TSUNAGU_KEYSTORE_URL"} - set(env)
+        if service in SEALING:
+            problems += keystore_problems(service, spec, set(clusters))
         if missing:
             problems.append(f"Deployment/{service}: environment lacks {sorted(missing)}")
         if str(env.get("PORT")) != str(port):
@@ -635,9 +678,28 @@ def _docker_hub_image(docs: list[dict[str, Any]]) -> None:
     dep["spec"]["template"]["spec"]["containers"][0]["image"] = "tsunagu/intake:0.1.0"
 
 
+def _master_key_literal(docs: list[dict[str, Any]]) -> None:
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "referral")
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    var = next(v for v in env if v["name"] == "TSUNAGU_KEYSTORE_MASTER_KEY")
+    var.pop("valueFrom")
+    var["value"] = "c2VjcmV0LWluLWdpdC1zZWNyZXQtaW4tZ2l0LXNlY3JldA=="
+
+
+def _migrate_without_key_store(docs: list[dict[str, Any]]) -> None:
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "referral")
+    migrate = dep["spec"]["template"]["spec"]["initContainers"][0]
+    migrate["env"] = [v for v in migrate["env"] if v["name"] != "TSUNAGU_KEYSTORE_URL"]
+
+
 BROKEN_RULES = {
+    "master-key-literal": (_master_key_literal, "TSUNAGU_KEYSTORE_MASTER_KEY must come from a Secret"),
+    "migrate-without-key-store": (_migrate_without_key_store, "referral/migrate: TSUNAGU_KEYSTORE_URL must name"),
     "keda-past-partitions": (_scale_past_partitions, "exceeds the 6 partitions"),
-    "egress-to-another-database": (_egress_to_other_database, "should reach exactly ['pg-referral']"),
+    "egress-to-another-database": (
+        _egress_to_other_database,
+        "should reach exactly ['pg-referral', 'pg-referral-keystore']",
+    ),
     "no-readiness-probe": (_no_readiness, "readiness must probe"),
     "event-topic-expires": (_event_topic_expires, "retention.ms must be -1"),
     "secret-in-production": (_secret_in_git, "must not live in git"),
@@ -653,6 +715,24 @@ def test_project_rules_catch_broken_manifests(rendered, case: str) -> None:
     breaker(docs)
     problems = manifest_problems(docs, "production")
     assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_that_seals_gets_its_own_key_store_and_master_key_secret(rendered, overlay: str) -> None:
+    assert {"intake", "referral"} <= SEALING, "the scan of the services' code finds the sealing services"
+    docs = rendered[overlay]
+    clusters = set(by_name(docs, "Cluster"))
+    deployments = by_name(docs, "Deployment")
+    stores, master_secrets = set(), set()
+    for service in sorted(SEALING):
+        spec = deployments[service]["spec"]["template"]["spec"]
+        assert keystore_problems(service, spec, clusters) == []
+        main = next(c for c in spec["containers"] if c["name"] == service)
+        env = {v["name"]: v for v in main["env"]}
+        stores |= set(re.findall(r"@([a-z0-9-]+)-rw[.:]", env["TSUNAGU_KEYSTORE_URL"]["value"]))
+        master_secrets.add(env["TSUNAGU_KEYSTORE_MASTER_KEY"]["valueFrom"]["secretKeyRef"]["name"])
+    assert len(stores) == len(SEALING), "no two services share a key store (their person ids would collide)"
+    assert len(master_secrets) == len(SEALING), "each service has its own master key"
 
 
 def test_broken_kustomization_fails_to_render(kubectl: str, run_tool, tmp_path: Path) -> None:
