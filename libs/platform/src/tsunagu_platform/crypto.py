@@ -225,6 +225,13 @@ class KeyStore:
         """Create the key table, finish what an interrupted erasure left, and refuse a wrong master key."""
         async with self.engine.begin() as conn:
             await conn.run_sync(keystore_metadata.create_all)
+            if conn.dialect.name == "postgresql":
+                # Autovacuum takes the key table after any single erasure, should the erasure's own
+                # VACUUM have failed: dead tuples holding erased keys do not wait for 20 % of the table.
+                await conn.exec_driver_sql(
+                    f"ALTER TABLE {person_keys.name} SET "
+                    "(autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1)"
+                )
         await self._scrub_once()
         await self._settle()
         await self.check_master_key()
@@ -485,15 +492,18 @@ class KeyStore:
         PostgreSQL: VACUUM of the key table removes the dead tuples holding the old bytes (the
         server's WAL and backups keep them for their retention: docs/operations.md).
         """
-        if self.engine.dialect.name == "sqlite":
-            async with self.engine.connect() as conn:
-                busy = await conn.run_sync(_truncate_wal)
-            if busy:
-                log.error("keystore.wal_not_emptied", keyring=self.keyring)
-        elif self.engine.dialect.name == "postgresql":
-            async with self.engine.connect() as conn:
-                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await autocommit.exec_driver_sql(f"VACUUM {person_keys.name}")
+        try:
+            if self.engine.dialect.name == "sqlite":
+                async with self.engine.connect() as conn:
+                    busy = await conn.run_sync(_truncate_wal)
+                if busy:
+                    log.error("keystore.wal_not_emptied", keyring=self.keyring)
+            elif self.engine.dialect.name == "postgresql":
+                async with self.engine.connect() as conn:
+                    autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    await autocommit.exec_driver_sql(f"VACUUM {person_keys.name}")
+        except Exception as error:  # the erasure itself is committed; autovacuum / the next start follow
+            log.error("keystore.settle_failed", keyring=self.keyring, error=type(error).__name__)
 
     async def _scrub_once(self) -> None:
         """Rewrite an SQLite key store once (VACUUM), for erasures done before secure deletion.
