@@ -79,6 +79,18 @@ async def test_a_service_without_its_master_key_file_refuses_to_mint_one_over_ex
         await recreated.reader.dispose()
 
 
+@pytest.mark.parametrize("placeholder", ["change-me", "ab" * 32, base64.b64encode(b"short").decode()])
+async def test_a_placeholder_or_malformed_master_key_stops_the_start(tmp_path: Path, placeholder: str) -> None:
+    runtime = ServiceRuntime(_settings(tmp_path, placeholder))
+    try:
+        with pytest.raises(Exception, match="must be 32 random bytes in base64"):
+            await runtime.migrate()
+    finally:
+        await runtime.keys_engine.dispose()
+        await runtime.engine.dispose()
+        await runtime.reader.dispose()
+
+
 async def test_an_empty_key_store_starts_without_a_master_key_and_creates_none(tmp_path: Path) -> None:
     store = KeyStore(create_engine(f"sqlite:///{tmp_path / 'keys.db'}"), MasterKey(None, tmp_path / "m.key"), "x")
     try:

@@ -27,7 +27,6 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -52,7 +51,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.contracts.common import Sealed
 
 from tsunagu_platform.group_commit import command_transactions
+from tsunagu_platform.master_key import MasterKey, MasterKeyError, decode_master_key, load_master_key
 from tsunagu_platform.sql import DriverQuery, insert_returning_new
+
+__all__ = [
+    "KeyStore",
+    "MasterKey",
+    "MasterKeyError",
+    "PersonErasedError",
+    "decode_master_key",
+    "keystore_metadata",
+    "load_master_key",
+    "person_keys",
+]
 
 log = structlog.get_logger("tsunagu.keystore")
 
@@ -76,53 +87,6 @@ class PersonErasedError(Exception):
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-class MasterKeyError(Exception):
-    """The key store's master key is missing or is not the one its keys were wrapped with: do not start."""
-
-
-def decode_master_key(value: str) -> bytes:
-    key = base64.b64decode(value.strip(), validate=True)
-    if len(key) != 32:
-        raise MasterKeyError(
-            "鍵ストアのマスター鍵は32バイト(base64)です (the key-store master key must be 32 bytes, base64)"
-        )
-    return key
-
-
-def load_master_key(value: str | None, fallback_file: Path, *, create: bool = True) -> bytes:
-    """The key-wrapping key: base64 from settings, else a file created once for local runs."""
-    if value:
-        return decode_master_key(value)
-    if not fallback_file.exists():
-        if not create:
-            raise MasterKeyError(f"no master key is configured and {fallback_file} does not exist")
-        fallback_file.parent.mkdir(parents=True, exist_ok=True)
-        fallback_file.write_text(_b64(AESGCM.generate_key(bit_length=256)))
-        fallback_file.chmod(0o600)
-    return decode_master_key(fallback_file.read_text())
-
-
-class MasterKey:
-    """Where a service's master key comes from: settings (deployments), else a file under var/ (local runs).
-
-    Callable like the plain loaders KeyStore also accepts; the start-up check asks `configured()`
-    first, so that a store which already holds keys never gets a new master key minted over them.
-    """
-
-    def __init__(self, value: str | None, fallback_file: Path) -> None:
-        self.value = value
-        self.fallback_file = fallback_file
-
-    def configured(self) -> bool:
-        return bool(self.value) or self.fallback_file.exists()
-
-    def describe(self) -> str:
-        return "TSUNAGU_KEYSTORE_MASTER_KEY" if self.value else str(self.fallback_file)
-
-    def __call__(self) -> bytes:
-        return load_master_key(self.value, self.fallback_file)
 
 
 _SELECT_KEYS = select(person_keys.c.person_id, person_keys.c.wrapped_key, person_keys.c.erased_at).where(
@@ -243,6 +207,9 @@ class KeyStore:
         answer 500 (InvalidTag) for every existing one. Nothing is loaded while the store holds no
         key, so services that never seal never need a master key.
         """
+        source = self._master_source
+        if isinstance(source, MasterKey) and source.value:
+            decode_master_key(source.value)  # a placeholder stops the start, not the first seal
         async with self.engine.connect() as conn:
             count = await conn.scalar(
                 select(func.count()).select_from(person_keys).where(person_keys.c.wrapped_key.is_not(None))
@@ -256,7 +223,6 @@ class KeyStore:
             ).first()
         if row is None:
             return
-        source = self._master_source
         if isinstance(source, MasterKey) and not source.configured():
             raise MasterKeyError(
                 f"鍵ストア({self.keyring})に{count}件の鍵がありますが、マスター鍵が設定されていません。"
