@@ -368,6 +368,18 @@ def manifest_problems(docs: list[dict[str, Any]], overlay: str) -> list[str]:
             missing |= {"TSUNAGU_KEYSTORE_URL"} - set(env)
         if service in SEALING:
             problems += keystore_problems(service, spec, set(clusters))
+        for container in (spec.get("initContainers") or []) + spec["containers"]:
+            if container["name"] == "wait-for-topics":
+                continue
+            has_url = any(v["name"] == "TSUNAGU_KEYSTORE_URL" for v in container.get("env") or [])
+            var = any(
+                m["mountPath"] == "/app/var" and not m.get("readOnly") for m in container.get("volumeMounts") or []
+            )
+            if not has_url and not var:
+                problems.append(
+                    f"Deployment/{service}/{container['name']}: its key store falls back to /app/var on a "
+                    "read-only root (set TSUNAGU_KEYSTORE_URL or mount /app/var)"
+                )
         if missing:
             problems.append(f"Deployment/{service}: environment lacks {sorted(missing)}")
         if str(env.get("PORT")) != str(port):
@@ -692,7 +704,14 @@ def _migrate_without_key_store(docs: list[dict[str, Any]]) -> None:
     migrate["env"] = [v for v in migrate["env"] if v["name"] != "TSUNAGU_KEYSTORE_URL"]
 
 
+def _no_var_for_the_default_key_store(docs: list[dict[str, Any]]) -> None:
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "reporting")
+    migrate = dep["spec"]["template"]["spec"]["initContainers"][0]
+    migrate["volumeMounts"] = [m for m in migrate["volumeMounts"] if m["mountPath"] != "/app/var"]
+
+
 BROKEN_RULES = {
+    "read-only-default-key-store": (_no_var_for_the_default_key_store, "reporting/migrate: its key store falls back"),
     "master-key-literal": (_master_key_literal, "TSUNAGU_KEYSTORE_MASTER_KEY must come from a Secret"),
     "migrate-without-key-store": (_migrate_without_key_store, "referral/migrate: TSUNAGU_KEYSTORE_URL must name"),
     "keda-past-partitions": (_scale_past_partitions, "exceeds the 6 partitions"),
