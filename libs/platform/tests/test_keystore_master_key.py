@@ -198,3 +198,26 @@ async def test_rotation_takes_no_master_key_from_the_command_line(
     with pytest.raises(SystemExit):
         ops_parser().parse_args(["keys", "rotate", "--service", "intake", "--new-key", _b64_key()])
     assert await ops_main(["keys", "rotate", "--service", "intake", "--var-dir", str(tmp_path)]) == 2
+
+
+async def test_rewrap_turns_every_key_over_to_the_new_master_key_on_each_database(database_url: str) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    store = KeyStore(create_engine(database_url), old, "referral")
+    stale = KeyStore(store.engine, old, "referral")
+    try:
+        await store.migrate()
+        await store.prepare([f"person-{i}" for i in range(700)])
+        sealed = await store.seal("person-7", "紹介理由")
+        await store.erase("person-8")
+        counted: list[tuple[int, int]] = []
+        assert await store.rewrap(new, progress=lambda done, of: counted.append((done, of))) == 699
+        assert counted == [(500, 699), (699, 699)]
+        rotated = KeyStore(store.engine, new, "referral")
+        await rotated.migrate()
+        assert await rotated.open("person-7", sealed) == "紹介理由"
+        assert await rotated.verify() == (699, 0)
+        assert await rotated.is_erased("person-8")
+        with pytest.raises(MasterKeyError):
+            await stale.migrate()
+    finally:
+        await store.engine.dispose()
