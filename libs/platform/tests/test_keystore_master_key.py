@@ -35,6 +35,12 @@ def _settings(tmp_path: Path, master_key: str | None) -> ServiceSettings:
     )
 
 
+async def _close(runtime: ServiceRuntime) -> None:
+    await runtime.keys_engine.dispose()
+    await runtime.engine.dispose()
+    await runtime.reader.dispose()
+
+
 async def _count(store: KeyStore) -> int:
     async with store.engine.connect() as conn:
         return int(await conn.scalar(select(func.count()).select_from(person_keys)) or 0)
@@ -44,7 +50,7 @@ async def test_a_service_whose_key_store_holds_keys_of_another_master_key_refuse
     first = ServiceRuntime(_settings(tmp_path, _b64_key()))
     await first.migrate()
     await first.keys.seal("person-1", "山田 太郎")
-    await first.keys_engine.dispose()
+    await _close(first)
 
     recreated = ServiceRuntime(_settings(tmp_path, _b64_key()))
     try:
@@ -54,16 +60,14 @@ async def test_a_service_whose_key_store_holds_keys_of_another_master_key_refuse
         assert "マスター鍵" in str(refused.value)
         assert await _count(recreated.keys) == 1, "no key was minted under the wrong master key"
     finally:
-        await recreated.keys_engine.dispose()
-        await recreated.engine.dispose()
-        await recreated.reader.dispose()
+        await _close(recreated)
 
 
 async def test_a_service_without_its_master_key_file_refuses_to_mint_one_over_existing_keys(tmp_path: Path) -> None:
     first = ServiceRuntime(_settings(tmp_path, None))
     await first.migrate()
     await first.keys.seal("person-1", "090-1234-5678")
-    await first.keys_engine.dispose()
+    await _close(first)
     master_file = tmp_path / "intake-master.key"
     assert master_file.exists(), "local runs keep the master key in var/"
     master_file.unlink()  # a recreated container: the key store survived, the key file did not
@@ -74,9 +78,7 @@ async def test_a_service_without_its_master_key_file_refuses_to_mint_one_over_ex
             await recreated.migrate()
         assert not master_file.exists(), "no new master key was written"
     finally:
-        await recreated.keys_engine.dispose()
-        await recreated.engine.dispose()
-        await recreated.reader.dispose()
+        await _close(recreated)
 
 
 @pytest.mark.parametrize("placeholder", ["change-me", "ab" * 32, base64.b64encode(b"short").decode()])
@@ -86,9 +88,7 @@ async def test_a_placeholder_or_malformed_master_key_stops_the_start(tmp_path: P
         with pytest.raises(Exception, match="must be 32 random bytes in base64"):
             await runtime.migrate()
     finally:
-        await runtime.keys_engine.dispose()
-        await runtime.engine.dispose()
-        await runtime.reader.dispose()
+        await _close(runtime)
 
 
 async def test_an_empty_key_store_starts_without_a_master_key_and_creates_none(tmp_path: Path) -> None:
@@ -107,15 +107,13 @@ async def test_a_service_with_its_own_master_key_starts_and_opens_what_it_sealed
     first = ServiceRuntime(_settings(tmp_path, key))
     await first.migrate()
     sealed = await first.keys.seal("person-1", "世田谷区池尻")
-    await first.keys_engine.dispose()
+    await _close(first)
     again = ServiceRuntime(_settings(tmp_path, key))
     try:
         await again.migrate()
         assert await again.keys.open("person-1", sealed) == "世田谷区池尻"
     finally:
-        await again.keys_engine.dispose()
-        await again.engine.dispose()
-        await again.reader.dispose()
+        await _close(again)
 
 
 def _files(directory: Path) -> bytes:
@@ -221,3 +219,25 @@ async def test_rewrap_turns_every_key_over_to_the_new_master_key_on_each_databas
             await stale.migrate()
     finally:
         await store.engine.dispose()
+
+
+async def test_rotating_a_local_key_store_replaces_its_master_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TSUNAGU_KEYSTORE_MASTER_KEY", raising=False)
+    runtime = ServiceRuntime(_settings(tmp_path, None))
+    await runtime.migrate()
+    sealed = await runtime.keys.seal("person-1", "住所")
+    await _close(runtime)
+    before = (tmp_path / "intake-master.key").read_text()
+    new = _b64_key()
+    monkeypatch.setenv("TSUNAGU_KEYSTORE_NEW_MASTER_KEY", new)
+    assert await ops_main(["keys", "rotate", "--service", "intake", "--var-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "intake-master.key").read_text() == new != before
+    assert (tmp_path / "intake-master.key").stat().st_mode & 0o077 == 0
+    again = ServiceRuntime(_settings(tmp_path, None))
+    try:
+        await again.migrate()  # the service starts with the rotated file
+        assert await again.keys.open("person-1", sealed) == "住所"
+    finally:
+        await _close(again)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import sys
 from importlib.metadata import entry_points
@@ -165,6 +166,7 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
     try:
         fallback = Path(args.var_dir) / f"{args.service}-master.key"
         old = _key_from(args.old_key_file, "TSUNAGU_KEYSTORE_MASTER_KEY", fallback)
+        from_fallback = not args.old_key_file and not os.environ.get("TSUNAGU_KEYSTORE_MASTER_KEY")
         new = _key_from(args.new_key_file, NEW_MASTER_KEY_ENV)
     except (MasterKeyError, ValueError, OSError) as error:
         print(f"unusable master key: {error}", file=sys.stderr)
@@ -203,7 +205,15 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
         if bad:
             print("keys not under the new master key: was the service running? rotate again", file=sys.stderr)
             return 1
-        print("next: store the new master key where the service reads it, back it up, then start the service")
+        if from_fallback:
+            # Local runs read the key from this file: it must follow the store, else the next start refuses.
+            staged = fallback.with_name(fallback.name + ".new")
+            staged.write_text(base64.b64encode(new).decode("ascii"))
+            staged.chmod(0o600)
+            os.replace(staged, fallback)
+            print(f"{fallback} now holds the new master key; back it up, then start the service")
+        else:
+            print("next: store the new master key where the service reads it, back it up, then start the service")
         return 0
     finally:
         await store.engine.dispose()
