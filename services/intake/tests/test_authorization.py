@@ -191,7 +191,8 @@ async def test_an_agency_system_acts_only_for_its_own_agency(running: Running) -
     assert_denied(await running.client.post(f"/cases/{s.case}/contacts", json=contact, headers=other_system))
 
 
-async def test_staff_list_only_their_own_and_served_consultations_and_cases(running: Running) -> None:
+async def test_staff_list_only_their_own_and_served_consultations_and_cases(running_on: Running) -> None:
+    running = running_on
     s = await seed(running)
     r = await running.client.post(
         "/consultations",
