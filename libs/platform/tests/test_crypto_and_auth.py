@@ -9,8 +9,10 @@ import pytest
 from fastapi import HTTPException
 from sqlalchemy import event, select
 from tsunagu_platform.auth import Role, mint, verify
+from tsunagu_platform.auth import main as token_main
 from tsunagu_platform.crypto import KeyStore, PersonErasedError, load_master_key, person_keys
 from tsunagu_platform.db import create_engine
+from tsunagu_platform.settings import ServiceSettings, UnsafeSigningKey
 
 
 @pytest.fixture
@@ -175,3 +177,38 @@ def test_wrong_key_other_tenant_and_expired_tokens_are_refused(key: str, tenant:
     with pytest.raises(HTTPException) as caught:
         verify(key, token, tenant=tenant)
     assert caught.value.status_code == status
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["change-me", "changeme", "secret", "dev", "CHANGE_ME", "x" * 31, "change-me-change-me-change-me-0123", "a" * 40],
+)
+def test_a_placeholder_or_short_signing_key_is_refused_with_a_clear_message(key: str, tmp_path: Path) -> None:
+    settings = ServiceSettings(service="intake", port=0, var_dir=tmp_path, token_signing_key=key)
+    with pytest.raises(UnsafeSigningKey) as refused:
+        settings.signing_key()
+    assert "TSUNAGU_TOKEN_SIGNING_KEY" in str(refused.value)
+    assert key not in str(refused.value), "the message never repeats the key"
+
+
+def test_the_generated_local_key_and_a_random_key_are_accepted(tmp_path: Path) -> None:
+    local = ServiceSettings(service="intake", port=0, var_dir=tmp_path).signing_key()
+    assert len(local.encode()) >= 32
+    assert ServiceSettings(service="intake", port=0, var_dir=tmp_path).signing_key() == local, "created once"
+    random_key = "9f3c1e0a7b5d4c2e8a6f1b3d5c7e9a0b2d4f6a8c0e1b3d5f"
+    assert ServiceSettings(service="x", port=0, token_signing_key=random_key).signing_key() == random_key
+
+
+def test_tsunagu_token_refuses_a_lifetime_over_12_hours_and_an_unknown_agency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TSUNAGU_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("TSUNAGU_TOKEN_SIGNING_KEY", raising=False)
+    for argv in (["--ttl", str(12 * 3600 + 1)], ["--agency", "evil.agency"]):
+        with pytest.raises(SystemExit) as refused:
+            token_main(argv)
+        assert refused.value.code == 2
+    assert token_main(["--ttl", str(12 * 3600)]) == 0
+    minted = capsys.readouterr().out.strip().splitlines()[-1]
+    key = ServiceSettings(service="dev", port=0, var_dir=tmp_path).signing_key()
+    assert verify(key, minted, tenant="131121").agency == "setagaya.branch_office"

@@ -88,7 +88,8 @@ def test_openapi_names_the_bearer_scheme_on_every_staff_route(running: Running) 
 
 async def test_consultation_flags_corrections_409_and_404(running_on: Running) -> None:
     running = running_on
-    r = await running.client.post("/consultations", json=CONSULTATION, headers=token())
+    # Staff of the window the consultation is received at (only they may record it there).
+    r = await running.client.post("/consultations", json=CONSULTATION, headers=token(agency=CSC))
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["expanded"]
@@ -97,30 +98,30 @@ async def test_consultation_flags_corrections_409_and_404(running_on: Running) -
     r = await running.client.post(
         f"/consultations/{cid}/reclassification",
         json={"categories": ["elderly_care"], "expected_version": 1},
-        headers=token(),
+        headers=token(agency=CSC),
     )
     assert r.json()["version"] == 2
     stale = await running.client.post(
-        f"/consultations/{cid}/outcome", json={"outcome": "referred", "expected_version": 1}, headers=token()
+        f"/consultations/{cid}/outcome", json={"outcome": "referred", "expected_version": 1}, headers=token(agency=CSC)
     )
     assert stale.status_code == 409
     assert stale.json()["current_version"] == 2
-    await running.client.post(f"/consultations/{cid}/gap-need", json={"marked": True}, headers=token())
-    got = (await running.client.get(f"/consultations/{cid}", headers=token())).json()
+    await running.client.post(f"/consultations/{cid}/gap-need", json={"marked": True}, headers=token(agency=CSC))
+    got = (await running.client.get(f"/consultations/{cid}", headers=token(agency=CSC))).json()
     assert got["categories"] == ["elderly_care"]
     assert got["expanded"] is False
     assert got["compound_need"] is False
     assert got["gap_need"] is True
     assert got["categories_ja"] == ["高齢者介護"]
     missing = await running.client.get(
-        "/consultations/consultation-00000000-0000-0000-0000-000000000000", headers=token()
+        "/consultations/consultation-00000000-0000-0000-0000-000000000000", headers=token(agency=CSC)
     )
     assert missing.status_code == 404
     r = await running.client.post(
-        "/consultations/consultation-unknown/outcome", json={"outcome": "referred"}, headers=token()
+        "/consultations/consultation-unknown/outcome", json={"outcome": "referred"}, headers=token(agency=CSC)
     )
     assert r.status_code == 404
-    counts = (await running.client.get("/consultations/counts", headers=token())).json()
+    counts = (await running.client.get("/consultations/counts", headers=token(agency=CSC))).json()
     assert counts == {"total": 1, "expanded": 0, "compound_need": 0, "gap_need": 1, "with_person": 0}
 
 
@@ -176,17 +177,19 @@ async def test_summary_is_shown_only_with_access(running: Running) -> None:
     person = await register(running)
     r = await running.client.post(
         "/consultations",
-        json=CONSULTATION | {"person_id": person, "summary": "息子が部屋から出てこない"},
+        json=CONSULTATION | {"window_id": WINDOW, "person_id": person, "summary": "息子が部屋から出てこない"},
         headers=token(),
     )
     cid = r.json()["id"]
     assert (await running.client.get(f"/consultations/{cid}", headers=token())).json()[
         "summary"
     ] == "息子が部屋から出てこない"
-    other = (await running.client.get(f"/consultations/{cid}", headers=token(agency="daizawa.community_center"))).json()
+    # Staff of an agency not serving the person are refused outright (test_authorization); an auditor
+    # sees the consultation without its summary.
+    other = (await running.client.get(f"/consultations/{cid}", headers=token(Role.AUDITOR))).json()
     assert other["summary"] is None
     unknown_person = await running.client.post(
-        "/consultations", json=CONSULTATION | {"person_id": "person-nobody"}, headers=token()
+        "/consultations", json=CONSULTATION | {"window_id": WINDOW, "person_id": "person-nobody"}, headers=token()
     )
     assert unknown_person.status_code == 422
 
@@ -228,8 +231,9 @@ async def test_case_lifecycle_and_overdue_reviews(running_on: Running) -> None:
     assert timeline[1]["goals"] == ["外に出る"]
     assert timeline[2]["note"] == "元気そう"
     assert "note" not in timeline[2]["detail"]
-    # The lead is now the hikikomori support center; another district's window sees no notes.
-    stranger = token(agency="daizawa.community_center")
+    # The lead is now the hikikomori support center; an auditor sees no notes (another district's
+    # window is refused the timeline outright, see test_authorization).
+    stranger = token(Role.AUDITOR)
     hidden = (await running.client.get(f"/cases/{case}/timeline", headers=stranger)).json()
     assert hidden[2]["note"] is None
     assert hidden[1]["goals"] is None

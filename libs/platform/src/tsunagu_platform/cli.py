@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sys
 from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
 
 from tsunagu_platform.logging import configure_logging
-from tsunagu_platform.settings import ServiceSettings
+from tsunagu_platform.settings import ServiceSettings, UnsafeSigningKey
 
 
 def tune_gc() -> None:
@@ -35,7 +36,11 @@ def service_main(
     parser.add_argument("command", choices=["serve", "migrate"], nargs="?", default="serve")
     args = parser.parse_args(argv)
     configure_logging(settings.service, settings.log_level)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except UnsafeSigningKey as refused:  # a placeholder key stops the service with one clear line
+        print(f"tsunagu-{settings.service}: {refused}", file=sys.stderr)
+        return 2
     tune_gc()
     if args.command == "migrate":
         asyncio.run(app.state.runtime.migrate())

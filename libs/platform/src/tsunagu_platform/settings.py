@@ -16,6 +16,59 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tsunagu_platform.db import default_sqlite_url, normalise_url
 from tsunagu_platform.kafka import FETCH_MAX_WAIT_MS
 
+MIN_SIGNING_KEY_BYTES = 32
+PLACEHOLDER_KEYS = frozenset(
+    {
+        "changeme",
+        "change",
+        "secret",
+        "dev",
+        "test",
+        "password",
+        "default",
+        "example",
+        "placeholder",
+        "replaceme",
+        "todo",
+        "key",
+        "signingkey",
+        "tokensigningkey",
+        "jwtsecret",
+        "mysecret",
+        "supersecret",
+        "insecure",
+        "setme",
+    }
+)
+"""Keys (lower-cased, letters and digits only) that tutorials, templates and examples use."""
+_PLACEHOLDER_PARTS = ("changeme", "replaceme", "placeholder", "yoursecret")
+
+
+class UnsafeSigningKey(ValueError):
+    """The token signing key is a placeholder or too short: the service refuses to start."""
+
+
+def check_signing_key(key: str) -> str:
+    """The key when it can sign tokens safely; raises UnsafeSigningKey (never repeating the key) otherwise.
+
+    Anyone who guesses the HS256 key mints an administrator's token for every service, so a key
+    copied from an example (`change-me`, `secret`, …), one shorter than 32 bytes or one of a few
+    repeated characters stops the service at start rather than serving the ward's most sensitive data.
+    """
+    normalised = "".join(ch for ch in key.lower() if ch.isalnum())
+    if len(key.encode("utf-8")) < MIN_SIGNING_KEY_BYTES:
+        reason = f"shorter than {MIN_SIGNING_KEY_BYTES} bytes"
+    elif normalised in PLACEHOLDER_KEYS or any(part in normalised for part in _PLACEHOLDER_PARTS):
+        reason = "a placeholder"
+    elif len(set(key)) < 8:
+        reason = "too few distinct characters to be random"
+    else:
+        return key
+    raise UnsafeSigningKey(
+        f"TSUNAGU_TOKEN_SIGNING_KEY is {reason}: refusing to start. Set a random key of at least "
+        f"{MIN_SIGNING_KEY_BYTES} bytes, e.g. `openssl rand -hex 32` (トークン署名鍵が安全ではありません)."
+    )
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
@@ -85,9 +138,10 @@ class ServiceSettings(BaseSettings):
         return default_sqlite_url(f"{self.service}-keys", self.var_dir)
 
     def signing_key(self) -> str:
-        """The token signing key; for local runs one file under var/ shared by all services."""
+        """The token signing key, checked by `check_signing_key`; for local runs one random file under
+        var/ shared by all services (created once, 64 characters)."""
         if self.token_signing_key:
-            return self.token_signing_key
+            return check_signing_key(self.token_signing_key)
         path = self.var_dir / "token-signing.key"
         if not path.exists():
             import secrets
@@ -95,7 +149,7 @@ class ServiceSettings(BaseSettings):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
-        return path.read_text().strip()
+        return check_signing_key(path.read_text().strip())
 
     @property
     def source(self) -> str:

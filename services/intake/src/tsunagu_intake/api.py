@@ -1,8 +1,8 @@
 """The HTTP edge for window staff: commands, queries and the access log.
 
-A staff member sees a person's details only when their agency serves the person
-(registering window, lead agency of an open case) or the person consented; every
-such read, granted or not, is written to the access log auditors query.
+Every route asks `tsunagu_intake.policy.IntakePolicy` first: who may act on a person,
+consultation or case, what a listing shows and which reads of personal text go to the
+access log auditors query. Nothing about access is decided here.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from sqlalchemy import func, select
-from tsunagu_events import Actor
 from tsunagu_events.contracts.common import CATEGORY_LABELS_JA, ConsultationCategory
 from tsunagu_events.contracts.intake import CaseReviewed, ContactRecorded, SupportPlanAdopted
 from tsunagu_events.reference import Ward
-from tsunagu_platform.auth import Principal, Role, principal_dependency
+from tsunagu_platform.auth import Principal, principal_dependency
 from tsunagu_platform.crypto import PersonErasedError
 from tsunagu_platform.http import problem
 from tsunagu_platform.settings import ServiceSettings
@@ -27,14 +26,16 @@ from tsunagu_platform.settings import ServiceSettings
 from tsunagu_intake import schemas as s
 from tsunagu_intake.application import Done
 from tsunagu_intake.domain.errors import DomainError, InvalidReference, UnknownAggregate
-from tsunagu_intake.tables import access_log, cases, consents, consultations, persons
+from tsunagu_intake.policy import AccessDenied, IntakePolicy
+from tsunagu_intake.tables import access_log, cases, consents, consultations
 from tsunagu_intake.use_cases import Intake, NewConsent, NewConsultation, PlainDetails
-
-WRITERS = (Role.ADMIN, Role.STAFF, Role.AGENCY_SYSTEM)
-READERS = (Role.ADMIN, Role.STAFF, Role.AGENCY_SYSTEM, Role.AUDITOR)
 
 
 def install_domain_errors(app: FastAPI) -> None:
+    @app.exception_handler(AccessDenied)
+    async def _denied(_r: Request, error: AccessDenied) -> JSONResponse:
+        return problem(403, error.title)
+
     @app.exception_handler(InvalidReference)
     async def _invalid(_r: Request, error: InvalidReference) -> JSONResponse:
         errors = [{"field": f"body.{error.field}", "message": str(error), "type": "unknown_reference"}]
@@ -85,11 +86,7 @@ def install_auth(app: FastAPI, settings: ServiceSettings) -> None:
 
 
 def routers(intake: Intake) -> list[APIRouter]:
-
-    def allow(principal: Principal, roles: tuple[Role, ...]) -> Actor:
-        if principal.role not in roles:
-            raise HTTPException(403, f"この操作の権限がありません (role {principal.role.value} may not do this)")
-        return Actor(agency=principal.agency[:64], staff=principal.staff[:64])
+    policy = IntakePolicy(intake)
 
     ward = intake.refs.ward
     reference = APIRouter(prefix="/reference", tags=["reference data"])
@@ -132,7 +129,7 @@ def routers(intake: Intake) -> list[APIRouter]:
         response_model=s.ConsultationWritten,
     )
     async def receive(body: s.ConsultationIn, principal: Caller) -> Response:
-        actor = allow(principal, WRITERS)
+        actor = await policy.receive_consultation(principal, body.window_id, body.person_id)
         done = await intake.receive_consultation(
             NewConsultation(
                 window_id=body.window_id,
@@ -162,8 +159,9 @@ def routers(intake: Intake) -> list[APIRouter]:
         fiscal_year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[s.ConsultationOut]:
-        allow(principal, READERS)
+        policy.reader(principal)
         query = select(consultations).order_by(consultations.c.received_at.desc()).limit(limit)
+        query = policy.visible_consultations(principal, query)
         if district_id is not None:
             query = query.where(consultations.c.district_id == district_id)
         if fiscal_year is not None:
@@ -177,7 +175,7 @@ def routers(intake: Intake) -> list[APIRouter]:
         principal: Caller,
         fiscal_year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     ) -> s.ConsultationCounts:
-        allow(principal, READERS)
+        policy.reader(principal)
         c = consultations.c
         query = select(
             func.count(),
@@ -188,6 +186,7 @@ def routers(intake: Intake) -> list[APIRouter]:
         )
         if fiscal_year is not None:
             query = query.where(c.fiscal_year == fiscal_year)
+        query = policy.visible_consultations(principal, query)
         async with intake.runtime.reader.connect() as conn:
             row = (await conn.execute(query)).one()
         return s.ConsultationCounts(
@@ -196,76 +195,47 @@ def routers(intake: Intake) -> list[APIRouter]:
 
     @api.get("/consultations/{consultation_id}", summary="One consultation; the summary when you may read it")
     async def get_consultation(consultation_id: PathId, principal: Caller) -> s.ConsultationOut:
-        allow(principal, READERS)
+        policy.reader(principal)
         async with intake.runtime.reader.connect() as conn:
             row = (
                 (await conn.execute(select(consultations).where(consultations.c.consultation_id == consultation_id)))
                 .mappings()
                 .first()
             )
-            if row is None:
-                raise UnknownAggregate(f"unknown consultation {consultation_id}")
-            person_id = row["person_id"]
-            if person_id is not None:
-                basis = await intake.access_basis(conn, person_id, principal.agency, principal.role.value)
-            elif principal.is_admin or (principal.role != Role.AUDITOR and principal.agency == row["window_id"]):
-                basis = "receiving_window"
-            else:
-                basis = None
+        if row is None:
+            raise UnknownAggregate(f"unknown consultation {consultation_id}")
+        read = await policy.read_consultation(principal, dict(row))
         out = consultation_out(dict(row), ward)
-        if basis is not None:
-            out.summary = await intake.consultation_summary(consultation_id, person_id)
-        if person_id is not None:
-            await intake.record_access(
-                person_id,
-                staff=principal.staff,
-                agency=principal.agency,
-                role=principal.role.value,
-                what="consultation.summary",
-                basis=basis,
-            )
+        if read.basis is not None:
+            out.summary = await intake.consultation_summary(consultation_id, row["person_id"])
         return out
 
     @api.post("/consultations/{consultation_id}/reclassification", summary="Correct the categories (再分類)")
     async def reclassify(consultation_id: PathId, body: s.CategoriesIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_consultation(principal, consultation_id)
         return written(await intake.reclassify(consultation_id, body.categories, actor, body.expected_version))
 
     @api.post("/consultations/{consultation_id}/outcome", summary="Change the outcome")
     async def change_outcome(consultation_id: PathId, body: s.OutcomeIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_consultation(principal, consultation_id)
         return written(await intake.change_outcome(consultation_id, body.outcome, actor, body.expected_version))
 
     @api.post("/consultations/{consultation_id}/gap-need", summary="Mark a gap need (狭間のニーズ)")
     async def gap_need(consultation_id: PathId, body: s.GapNeedIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_consultation(principal, consultation_id)
         return written(await intake.mark_gap_need(consultation_id, body.marked, actor, body.expected_version))
 
     # -- persons ----------------------------------------------------------------------------
 
     @api.post("/persons", status_code=201, summary="Register a person (details are sealed)")
     async def register(body: s.PersonIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = policy.register_person(principal)
         details = PlainDetails(body.name, body.kana, body.birth_date, body.address, body.phone)
         return written(await intake.register_person(details, body.district_id, actor))
 
     @api.get("/persons/{person_id}", summary="A person's details (access is checked and logged)")
     async def get_person(person_id: PathId, principal: Caller) -> s.PersonOut:
-        async with intake.runtime.reader.connect() as conn:
-            exists = await conn.scalar(select(persons.c.person_id).where(persons.c.person_id == person_id))
-            if exists is None:
-                raise UnknownAggregate(f"unknown person {person_id}")
-            basis = await intake.access_basis(conn, person_id, principal.agency, principal.role.value)
-        await intake.record_access(
-            person_id,
-            staff=principal.staff,
-            agency=principal.agency,
-            role=principal.role.value,
-            what="person.details",
-            basis=basis,
-        )
-        if basis is None:
-            raise HTTPException(403, "この方の情報を見る根拠がありません (your agency does not serve this person)")
+        basis = await policy.read_person(principal, person_id, "person.details")
         person, details = await intake.personal_details(person_id)
         return s.PersonOut(
             person_id=person_id,
@@ -278,28 +248,26 @@ def routers(intake: Intake) -> list[APIRouter]:
 
     @api.patch("/persons/{person_id}", summary="Correct a person's details")
     async def correct(person_id: PathId, body: s.PersonCorrectionIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_person(principal, person_id)
         details = PlainDetails(body.name, body.kana, body.birth_date, body.address, body.phone)
         return written(await intake.correct_person(person_id, details, body.district_id, actor, body.expected_version))
 
     @api.post("/persons/{person_id}/erasure", summary="Erase a person (administrators): destroys their keys")
     async def erase(person_id: PathId, principal: Caller) -> s.Written:
-        actor = allow(principal, (Role.ADMIN,))
+        actor = policy.administrator(principal)
         return written(await intake.erase_person(person_id, actor))
 
     @api.post("/persons/{person_id}/consents", status_code=201, summary="Record consent (同意)")
     async def give_consent(person_id: PathId, body: s.ConsentIn, principal: Caller) -> s.ConsentWritten:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_person(principal, person_id)
         new = NewConsent(body.scope, body.district_id, body.agency_ids, body.referral_id, body.expires_on)
         done = await intake.give_consent(person_id, new, actor, body.expected_version)
         return s.ConsentWritten(id=done.stream_id, version=done.version, consent_id=done.events[0].data["consent_id"])
 
     @api.get("/persons/{person_id}/consents", summary="Consents of a person")
     async def list_consents(person_id: PathId, principal: Caller) -> list[s.ConsentOut]:
-        allow(principal, READERS)
+        await policy.read_person(principal, person_id, "person.consents")
         async with intake.runtime.reader.connect() as conn:
-            if await conn.scalar(select(persons.c.person_id).where(persons.c.person_id == person_id)) is None:
-                raise UnknownAggregate(f"unknown person {person_id}")
             rows = (
                 (
                     await conn.execute(
@@ -313,7 +281,7 @@ def routers(intake: Intake) -> list[APIRouter]:
 
     @api.post("/persons/{person_id}/consents/{consent_id}/withdrawal", summary="Withdraw consent")
     async def withdraw(person_id: PathId, consent_id: PathId, body: s.Versioned, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_person(principal, person_id)
         return written(await intake.withdraw_consent(person_id, consent_id, actor, body.expected_version))
 
     @api.post(
@@ -321,7 +289,7 @@ def routers(intake: Intake) -> list[APIRouter]:
         summary="Record sharing under the support meeting's statutory basis (支援会議・社会福祉法106条の6)",
     )
     async def statutory(person_id: PathId, body: s.StatutorySharingIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_person(principal, person_id)
         return written(
             await intake.record_statutory_sharing(
                 person_id, body.meeting_id, body.agency_ids, actor, body.expected_version
@@ -330,14 +298,14 @@ def routers(intake: Intake) -> list[APIRouter]:
 
     @api.post("/households", status_code=201, summary="Link a household (8050, double care)")
     async def household(body: s.HouseholdIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_persons(principal, body.person_ids, "person_ids")
         return written(await intake.link_household(body.person_ids, body.situation, actor))
 
     # -- cases ------------------------------------------------------------------------------
 
     @api.post("/cases", status_code=201, summary="Open a companion-support case (伴走型支援)")
     async def open_case(body: s.CaseIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_persons(principal, [body.person_id], "person_id")
         lead = body.lead_agency_id or principal.agency
         return written(await intake.open_case(body.person_id, body.consultation_id, lead, body.approach, actor))
 
@@ -348,9 +316,9 @@ def routers(intake: Intake) -> list[APIRouter]:
         lead_agency_id: Annotated[str | None, Query(max_length=100)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[s.CaseOut]:
-        allow(principal, READERS)
+        policy.reader(principal)
         today = intake.clock().date()
-        query = select(cases).order_by(cases.c.opened_at.desc()).limit(limit)
+        query = policy.visible_cases(principal, select(cases).order_by(cases.c.opened_at.desc()).limit(limit))
         if review_overdue:
             query = query.where(cases.c.status == "open", cases.c.review_due < today)
         if lead_agency_id is not None:
@@ -361,30 +329,22 @@ def routers(intake: Intake) -> list[APIRouter]:
 
     @api.get("/cases/{case_id}", summary="One case")
     async def get_case(case_id: PathId, principal: Caller) -> s.CaseOut:
-        allow(principal, READERS)
+        policy.reader(principal)
         async with intake.runtime.reader.connect() as conn:
             row = (await conn.execute(select(cases).where(cases.c.case_id == case_id))).mappings().first()
         if row is None:
             raise UnknownAggregate(f"unknown case {case_id}")
+        await policy.read_case(principal, row["person_id"], None)
         return case_out(dict(row), intake.clock().date())
 
     @api.get("/cases/{case_id}/timeline", summary="The case over time; notes when you may read them (logged)")
     async def timeline(case_id: PathId, principal: Caller) -> list[s.CaseEventOut]:
-        allow(principal, READERS)
+        policy.reader(principal)
         stored = await intake.runtime.store.read(case_id)
         if not stored:
             raise UnknownAggregate(f"unknown case {case_id}")
         person_id = str(stored[0].data["person_id"])
-        async with intake.runtime.reader.connect() as conn:
-            basis = await intake.access_basis(conn, person_id, principal.agency, principal.role.value)
-        await intake.record_access(
-            person_id,
-            staff=principal.staff,
-            agency=principal.agency,
-            role=principal.role.value,
-            what="case.notes",
-            basis=basis,
-        )
+        basis = (await policy.read_case(principal, person_id, "case.notes")).basis
         keys = intake.runtime.keys
         out = []
         for envelope in stored:
@@ -406,41 +366,41 @@ def routers(intake: Intake) -> list[APIRouter]:
 
     @api.post("/cases/{case_id}/handover", summary="Hand the lead to another agency")
     async def handover(case_id: PathId, body: s.HandoverIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_case(principal, case_id)
         return written(await intake.hand_over_lead(case_id, body.to_agency_id, actor, body.expected_version))
 
     @api.post("/cases/{case_id}/approach", summary="Change the approach")
     async def approach(case_id: PathId, body: s.ApproachIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_case(principal, case_id)
         return written(await intake.change_approach(case_id, body.approach, actor, body.expected_version))
 
     @api.post("/cases/{case_id}/plans", status_code=201, summary="Adopt a new support plan version")
     async def plan(case_id: PathId, body: s.PlanIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_case(principal, case_id)
         goals = await intake.seal_goals(await intake.person_of_case(case_id), body.goals)
         return written(await intake.adopt_plan(case_id, goals, body.review_due, actor, body.expected_version))
 
     @api.post("/cases/{case_id}/contacts", status_code=201, summary="Record a contact (visit, call, …)")
     async def contact(case_id: PathId, body: s.ContactIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
-        agency = body.agency_id or principal.agency
+        actor = await policy.on_case(principal, case_id)
+        agency = policy.acting_agency(principal, body.agency_id)
         return written(
             await intake.record_contact(case_id, body.kind, body.at, agency, body.note, actor, body.expected_version)
         )
 
     @api.post("/cases/{case_id}/reviews", status_code=201, summary="Review the case")
     async def review(case_id: PathId, body: s.ReviewIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_case(principal, case_id)
         return written(await intake.review_case(case_id, body.next_review_due, body.note, actor, body.expected_version))
 
     @api.post("/cases/{case_id}/closure", summary="Close the case (終結)")
     async def close(case_id: PathId, body: s.CloseIn, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_case(principal, case_id)
         return written(await intake.close_case(case_id, body.reason, actor, body.expected_version))
 
     @api.post("/cases/{case_id}/reopening", summary="Reopen the case")
     async def reopen(case_id: PathId, body: s.Versioned, principal: Caller) -> s.Written:
-        actor = allow(principal, WRITERS)
+        actor = await policy.on_case(principal, case_id)
         return written(await intake.reopen_case(case_id, actor, body.expected_version))
 
     # -- audit ------------------------------------------------------------------------------
@@ -451,7 +411,7 @@ def routers(intake: Intake) -> list[APIRouter]:
         person_id: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[s.AccessLogOut]:
-        allow(principal, (Role.AUDITOR, Role.ADMIN))
+        policy.auditor_or_admin(principal)
         query = select(access_log).order_by(access_log.c.id.desc()).limit(limit)
         if person_id is not None:
             query = query.where(access_log.c.person_id == person_id)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor, EventEnvelope
 from tsunagu_events.aggregate import Aggregate
@@ -209,40 +209,6 @@ class IntakeService:
         payload = self.runtime.reg.decode(received[0])
         assert isinstance(payload, ConsultationReceived)
         return await self.runtime.keys.open(person_id or consultation_id, payload.summary)
-
-    async def access_basis(self, conn: AsyncConnection, person_id: str, agency: str, role: str) -> str | None:
-        """Why this agency may see the person's details, or None: the agency serves the person or has consent."""
-        if role == "admin":
-            return "administrator"
-        if role not in ("staff", "agency_system"):
-            return None
-        registered_by = await conn.scalar(
-            select(persons.c.registered_by_agency).where(persons.c.person_id == person_id)
-        )
-        if registered_by == agency:
-            return "registering_window"
-        lead = await conn.scalar(
-            select(cases.c.case_id).where(
-                cases.c.person_id == person_id, cases.c.lead_agency_id == agency, cases.c.status == "open"
-            )
-        )
-        if lead is not None:
-            return "lead_agency"
-        today = self.clock().date()
-        district = self.refs.agency_district(agency)
-        rows = await conn.execute(
-            select(consents.c.scope, consents.c.district_id, consents.c.agency_ids).where(
-                consents.c.person_id == person_id,
-                consents.c.withdrawn_at.is_(None),
-                or_(consents.c.expires_on.is_(None), consents.c.expires_on >= today),
-            )
-        )
-        for scope, consent_district, agency_ids in rows:
-            if scope == "four_windows" and district is not None and consent_district == district:
-                return "consent"
-            if agency in (agency_ids or []):
-                return "consent"
-        return None
 
     async def record_access(
         self, person_id: str, *, staff: str, agency: str, role: str, what: str, basis: str | None
