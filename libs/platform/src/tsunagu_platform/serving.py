@@ -30,12 +30,14 @@ from tsunagu_events.contracts.intake import (
 
 from tsunagu_platform.sql import insert_ignoring_duplicates
 
-SERVING_TYPES: tuple[str, ...] = (
-    PersonRegistered.event_type,
-    CaseOpened.event_type,
-    LeadAgencyHandedOver.event_type,
-    CaseClosed.event_type,
-    CaseReopened.event_type,
+SERVING_TYPES: frozenset[str] = frozenset(
+    {
+        PersonRegistered.event_type,
+        CaseOpened.event_type,
+        LeadAgencyHandedOver.event_type,
+        CaseClosed.event_type,
+        CaseReopened.event_type,
+    }
 )
 """The intake event types the view is built from."""
 

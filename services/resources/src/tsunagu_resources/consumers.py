@@ -143,4 +143,4 @@ def register_consumers(service: ResourcesService) -> None:
     runtime.consume("consents", [events_topic("intake")], on_intake, handles=INTAKE_TYPES)
     # Its own group: on a first start it reads intake's topic from the beginning, so persons and
     # cases announced before this view existed are known too.
-    runtime.consume("serving", [events_topic("intake")], on_serving, handles=list(SERVING_TYPES))
+    runtime.consume("serving", [events_topic("intake")], on_serving, handles=sorted(SERVING_TYPES))
