@@ -3,7 +3,7 @@ window, and no consent it records for itself, opens their companion-support reco
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from reporting_support import Running, feed, token
 from tsunagu_events import new_event_id, new_stream_id
@@ -130,7 +130,12 @@ async def test_a_consent_an_agency_recorded_for_itself_does_not_open_the_timelin
     w = StreamWriter()
     person = registered(w, START)
     at = START + timedelta(minutes=1)
-    for recorder, named in ((STRANGER, STRANGER), (REGISTERING, "taishido.community_center")):
+    expired = "kitazawa.community_center"
+    for recorder, named, until in (
+        (STRANGER, STRANGER, None),
+        (REGISTERING, "taishido.community_center", None),
+        (REGISTERING, expired, date(2022, 5, 31)),
+    ):
         w.emit(
             "intake",
             person,
@@ -141,6 +146,7 @@ async def test_a_consent_an_agency_recorded_for_itself_does_not_open_the_timelin
                 agency_ids=[named],
                 given_at=at,
                 recorded_by_agency=recorder,
+                expires_on=until,
             ),
             at,
             agency=recorder,
@@ -153,6 +159,7 @@ async def test_a_consent_an_agency_recorded_for_itself_does_not_open_the_timelin
     )
     assert named_by_the_window.status_code == 200
     assert named_by_the_window.json()["basis"] == "consent"
+    assert await status(running, person, expired) == 403
 
 
 async def test_a_lead_agency_reads_the_timeline_only_while_it_leads_an_open_case(running: Running) -> None:

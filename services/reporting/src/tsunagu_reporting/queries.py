@@ -256,9 +256,10 @@ async def granted(engine: AsyncEngine, tables: Tables, person_id: str, agency_id
 async def _recorded_by_a_server(
     conn: AsyncConnection, tables: Tables, serving: ServingTables, person_id: str, consents: set[str]
 ) -> bool:
-    """Whether one of these consents was recorded by an agency (the actor, or the agency the event
-    names) that serves the person."""
+    """Whether one of these consents, not expired, was recorded by an agency (the actor, or the agency
+    the event names) that serves the person."""
     entries = tables["entries"]
+    today = datetime.now(JST).date().isoformat()
     rows = await conn.execute(
         select(entries.c.agency_id, entries.c.data).where(
             entries.c.person_id == person_id, entries.c.event_type == ConsentGiven.event_type
@@ -267,6 +268,9 @@ async def _recorded_by_a_server(
     for actor, body in rows.all():
         data = json.loads(body)
         if data.get("consent_id") not in consents:
+            continue
+        expires = data.get("expires_on")
+        if isinstance(expires, str) and expires < today:
             continue
         for recorder in {actor, data.get("recorded_by_agency")}:
             if isinstance(recorder, str) and await serves(conn, serving, recorder, person_id):
