@@ -412,8 +412,8 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.post("/visits/batch", status_code=201, tags=["visits"], summary="Record a survey round's visits at once")
     async def record_visits(body: RecordVisitsIn, principal: Caller) -> list[VisitOut]:
-        for visit in body.visits:
-            policy.write_in_district(principal, visit.district_id)
+        for district_id in {v.district_id for v in body.visits}:
+            policy.write_in_district(principal, district_id)
         context = writes(principal)
         commands = [
             surveys.RecordVisit(

@@ -55,6 +55,7 @@ class ResourcesPolicy:
     def __init__(self, runtime: ServiceRuntime, ward: Ward) -> None:
         self.runtime = runtime
         self.ward = ward
+        self._districts = {d.id: d for d in ward.districts}  # asked once per visit of a survey round
 
     # ---- district-level data ------------------------------------------------------------
 
@@ -72,7 +73,7 @@ class ResourcesPolicy:
         if principal.role == Role.ADMIN:
             return
         agency = self.ward.agency(principal.agency)
-        district = self.ward.district(district_id)
+        district = self._districts.get(district_id)
         if agency is None or district is None:
             # An unknown district is the command's own 422 (UnknownDistrict); an unknown agency writes nothing.
             if agency is None:
