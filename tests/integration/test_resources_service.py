@@ -19,8 +19,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from tsunagu_events import EventEnvelope, from_kafka, to_kafka
-from tsunagu_events.contracts.common import ConsultationCategory
-from tsunagu_events.contracts.intake import ConsentGiven, ConsentScope
+from tsunagu_events.contracts.common import ConsultationCategory, Sealed
+from tsunagu_events.contracts.intake import ConsentGiven, ConsentScope, PersonRegistered
 from tsunagu_events.contracts.referral import DecisionKind, MeetingDecisionMade
 from tsunagu_events.registry import EventPayload, schema_id
 from tsunagu_events.topics import dlq_topic, events_topic
@@ -41,7 +41,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def envelope(payload: EventPayload, stream: str, source: str) -> EventEnvelope:
+def envelope(
+    payload: EventPayload, stream: str, source: str, *, version: int = 1, agency: str | None = None
+) -> EventEnvelope:
     return EventEnvelope(
         id=str(uuid.uuid4()),
         source=source,
@@ -51,8 +53,10 @@ def envelope(payload: EventPayload, stream: str, source: str) -> EventEnvelope:
         dataschema=schema_id(payload.event_type, payload.version),
         tenant=TENANT,
         streamid=stream,
-        streamversion=1,
+        streamversion=version,
         correlationid=str(uuid.uuid4()),
+        actoragency=agency,
+        actorstaff="it" if agency else None,
         dataversion=payload.version,
         prevhash="0" * 64,
         chainhash="0" * 64,
@@ -180,7 +184,23 @@ async def test_meeting_decision_becomes_a_district_issue_and_consent_unlocks_par
     assert resource.status_code == 201, resource.text
     person = f"person-{uuid.uuid4()}"
     body = {"person_id": person, "resource_id": resource.json()["resource_id"], "started_on": "2021-09-01"}
-    refused = await service.post("/participations", json=body)
+    # Intake registered the person at the caller's window: it serves the person, consent is still needed.
+    sealed = Sealed(kid=f"intake/{person}/1", nonce="AAAAAAAAAAAAAAAA", ct="c2VjcmV0")
+    registered = PersonRegistered(person_id=person, district_id="ikejiri", name=sealed)
+    intake_source = "/tsunagu/131121/intake"
+    await publish(
+        kafka_bootstrap,
+        events_topic("intake"),
+        envelope(registered, person, intake_source, agency="ikejiri.welfare_council_office"),
+    )
+    answers: list[httpx.Response] = []
+
+    async def refused_for_consent() -> bool:
+        answers[:] = [await service.post("/participations", json=body)]
+        return bool(answers[0].json().get("code") == "consent_required")
+
+    await eventually(refused_for_consent, timeout=60, what="the person registered at the window")
+    refused = answers[0]
     assert refused.status_code == 403
     assert refused.json()["code"] == "consent_required"
     consent = ConsentGiven(
@@ -190,7 +210,7 @@ async def test_meeting_decision_becomes_a_district_issue_and_consent_unlocks_par
         given_at=datetime(2021, 8, 1, tzinfo=UTC),
         recorded_by_agency="ikejiri.community_center",
     )
-    await publish(kafka_bootstrap, events_topic("intake"), envelope(consent, person, "/tsunagu/131121/intake"))
+    await publish(kafka_bootstrap, events_topic("intake"), envelope(consent, person, intake_source, version=2))
 
     async def allowed() -> bool:
         return (await service.post("/participations", json=body)).status_code == 201

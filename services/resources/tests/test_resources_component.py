@@ -6,8 +6,14 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from tsunagu_events.contracts.common import JST, ConsultationCategory
-from tsunagu_events.contracts.intake import ConsentGiven, ConsentScope, ConsentWithdrawn, PersonErased
+from tsunagu_events.contracts.common import JST, ConsultationCategory, Sealed
+from tsunagu_events.contracts.intake import (
+    ConsentGiven,
+    ConsentScope,
+    ConsentWithdrawn,
+    PersonErased,
+    PersonRegistered,
+)
 from tsunagu_events.contracts.referral import DecisionKind, MeetingDecisionMade
 from tsunagu_platform.auth import Role
 
@@ -287,6 +293,14 @@ async def test_issue_taken_up_then_initiative_launched_progresses_and_concludes(
     assert after.status_code == 409
 
 
+async def registered_by_window(h: Harness, person: str) -> None:
+    """Intake registered the person at WINDOW (stream version 1), so WINDOW serves the person."""
+    sealed = Sealed(kid=f"intake/{person}/1", nonce="AAAAAAAAAAAAAAAA", ct="c2VjcmV0")
+    registered = PersonRegistered(person_id=person, district_id="ikejiri", name=sealed)
+    event = envelope(registered, stream=person, version=1, source=INTAKE_SOURCE)
+    await h.publish(INTAKE, event.model_copy(update={"actoragency": WINDOW, "actorstaff": "staff-1"}))
+
+
 def consent(person: str, consent_id: str, scope: ConsentScope, **fields: Any) -> ConsentGiven:
     return ConsentGiven(
         consent_id=consent_id,
@@ -302,7 +316,13 @@ async def test_participation_is_refused_without_consent_and_allowed_after_it_arr
     rid = (await register(harness))["resource_id"]
     person = "person-0b6f2c1e-1111-4a4a-8888-000000000001"
     body = {"person_id": person, "resource_id": rid, "started_on": "2021-09-01"}
-    refused = await harness.client.post("/participations", json=body)
+    await registered_by_window(harness, person)
+
+    async def refused_for_consent() -> Any:
+        response = await harness.client.post("/participations", json=body)
+        return response if response.json().get("code") == "consent_required" else None
+
+    refused = await eventually(refused_for_consent)
     assert refused.status_code == 403
     problem = refused.json()
     assert problem["code"] == "consent_required"
@@ -310,7 +330,7 @@ async def test_participation_is_refused_without_consent_and_allowed_after_it_arr
     assert "consent" in problem["reason_en"]
 
     given = consent(person, "consent-1", ConsentScope.FOUR_WINDOWS, district_id="ikejiri")
-    await harness.publish(INTAKE, envelope(given, stream=person, version=1, source=INTAKE_SOURCE))
+    await harness.publish(INTAKE, envelope(given, stream=person, version=2, source=INTAKE_SOURCE))
 
     async def started() -> Any:
         response = await harness.client.post("/participations", json=body)
@@ -331,7 +351,7 @@ async def test_participation_is_refused_without_consent_and_allowed_after_it_arr
         withdrawn_at=datetime(2021, 10, 1, tzinfo=UTC),
         recorded_by_agency="ikejiri.community_center",
     )
-    await harness.publish(INTAKE, envelope(withdrawn, stream=person, version=2, source=INTAKE_SOURCE))
+    await harness.publish(INTAKE, envelope(withdrawn, stream=person, version=3, source=INTAKE_SOURCE))
 
     async def ended() -> Any:
         state = (await harness.client.get(f"/participations/{pid}")).json()
@@ -345,8 +365,9 @@ async def test_participation_is_refused_without_consent_and_allowed_after_it_arr
 async def test_consent_arriving_first_allows_participation_and_erasure_refuses_it(harness: Harness) -> None:
     rid = (await register(harness))["resource_id"]
     person = "person-0b6f2c1e-1111-4a4a-8888-000000000002"
+    await registered_by_window(harness, person)
     given = consent(person, "consent-2", ConsentScope.PARTICIPATION)
-    await harness.publish(INTAKE, envelope(given, stream=person, version=1, source=INTAKE_SOURCE))
+    await harness.publish(INTAKE, envelope(given, stream=person, version=2, source=INTAKE_SOURCE))
     body = {"person_id": person, "resource_id": rid, "started_on": "2021-09-01"}
 
     async def started() -> Any:
@@ -360,7 +381,7 @@ async def test_consent_arriving_first_allows_participation_and_erasure_refuses_i
     )
     assert ended.json()["state"] == "ended"
     erased = PersonErased(person_id=person, erased_at=datetime(2022, 1, 1, tzinfo=UTC))
-    await harness.publish(INTAKE, envelope(erased, stream=person, version=2, source=INTAKE_SOURCE))
+    await harness.publish(INTAKE, envelope(erased, stream=person, version=3, source=INTAKE_SOURCE))
 
     async def refused() -> Any:
         response = await harness.client.post("/participations", json=body)

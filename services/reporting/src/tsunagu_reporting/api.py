@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from tsunagu_events.contracts.common import JST, fiscal_year_label_ja, fiscal_year_of
-from tsunagu_platform.auth import Principal, Role, principal_dependency
+from tsunagu_platform.auth import Principal, principal_dependency
 from tsunagu_platform.http import problem
 
 from tsunagu_reporting import queries
@@ -33,6 +33,7 @@ from tsunagu_reporting.domain.timeline import (
     short_type,
 )
 from tsunagu_reporting.exports import matrix, to_csv, to_xlsx
+from tsunagu_reporting.policy import ReportingPolicy
 from tsunagu_reporting.projections import SOURCE_TOPICS
 from tsunagu_reporting.service import Reporting, timeline_reads
 
@@ -248,6 +249,7 @@ def router(reporting: Reporting) -> APIRouter:
     Caller = Annotated[Principal, Depends(current)]  # noqa: N806  (a type alias bound to this app's settings)
     engine = reporting.runtime.reader
     ward = reporting.ward
+    policy = ReportingPolicy(reporting)
 
     def today() -> date:
         return datetime.now(JST).date()
@@ -260,8 +262,9 @@ def router(reporting: Reporting) -> APIRouter:
         response_model=TableOut,
     )
     async def consultations(
-        _caller: Caller, fiscal_years: YearsQ, by: ByQ = "ward", as_of: AsOfQ = None, format: FormatQ = "json"
+        caller: Caller, fiscal_years: YearsQ, by: ByQ = "ward", as_of: AsOfQ = None, format: FormatQ = "json"
     ) -> Response:
+        policy.aggregates(caller)
         years = sorted(set(fiscal_years))
         tables = await reporting.annual.tables()
         sums = await queries.fact_sums(
@@ -288,8 +291,9 @@ def router(reporting: Reporting) -> APIRouter:
         response_model=TableOut,
     )
     async def resource_development(
-        _caller: Caller, fiscal_year: YearQ, by: ByQ = "ward", as_of: AsOfQ = None, format: FormatQ = "json"
+        caller: Caller, fiscal_year: YearQ, by: ByQ = "ward", as_of: AsOfQ = None, format: FormatQ = "json"
     ) -> Response:
+        policy.aggregates(caller)
         tables = await reporting.annual.tables()
         metrics = ["visit", "resource_identified", "usable_place", "place_use"]
         sums = await queries.fact_sums(engine, tables, [fiscal_year, fiscal_year - 1], metrics, by, as_of)
@@ -314,8 +318,9 @@ def router(reporting: Reporting) -> APIRouter:
         response_model=TableOut,
     )
     async def publicity(
-        _caller: Caller, fiscal_year: YearQ, by: ByQ = "ward", as_of: AsOfQ = None, format: FormatQ = "json"
+        caller: Caller, fiscal_year: YearQ, by: ByQ = "ward", as_of: AsOfQ = None, format: FormatQ = "json"
     ) -> Response:
+        policy.aggregates(caller)
         tables = await reporting.annual.tables()
         sums = await queries.fact_sums(
             engine, tables, [fiscal_year], ["newsletter_issue", "group_introduced"], by, as_of
@@ -334,7 +339,8 @@ def router(reporting: Reporting) -> APIRouter:
         return _render(table, format, "publicity")
 
     @api.get("/indicators", tags=["reports"], summary="Indicators of the national comprehensive support system")
-    async def indicators(_caller: Caller, fiscal_year: YearQ, as_of: AsOfQ = None) -> dict[str, Any]:
+    async def indicators(caller: Caller, fiscal_year: YearQ, as_of: AsOfQ = None) -> dict[str, Any]:
+        policy.aggregates(caller)
         tables = await reporting.annual.tables()
         metrics = [
             "consultation",
@@ -412,8 +418,9 @@ def router(reporting: Reporting) -> APIRouter:
         response_model=TableOut,
     )
     async def needs_by_district(
-        _caller: Caller, fiscal_year: YearQ, as_of: AsOfQ = None, format: FormatQ = "json"
+        caller: Caller, fiscal_year: YearQ, as_of: AsOfQ = None, format: FormatQ = "json"
     ) -> Response:
+        policy.aggregates(caller)
         tables = await reporting.annual.tables()
         sums = await queries.fact_sums(engine, tables, [fiscal_year], ["compound_need", "gap_need"], "district", as_of)
         rows = []
@@ -431,13 +438,6 @@ def router(reporting: Reporting) -> APIRouter:
             notes_ja=[],
         )
         return _render(table, format, "needs-by-district")
-
-    async def _basis(caller: Principal, person_id: str | None) -> str | None:
-        if caller.role in (Role.ADMIN, Role.AUDITOR):
-            return caller.role.value
-        if person_id is None:
-            return None
-        return await queries.granted(engine, await reporting.timelines.tables(), person_id, caller.agency)
 
     def _entry(e: queries.Entry) -> EntryOut:
         agency = ward.agency(e.agency_id) if e.agency_id else None
@@ -476,7 +476,7 @@ def router(reporting: Reporting) -> APIRouter:
         caller: Caller, person_id: IdPath, as_of: AsOfT = None, basis: BasisQ = "recorded"
     ) -> Response:
         moment = _aware(as_of)
-        ground = await _basis(caller, person_id)
+        ground = await policy.timeline_basis(caller, person_id)
         if ground is None:
             await reporting.log_read(caller, "person", person_id, moment, "refused", 0)
             return problem(403, "この方の伴走記録を閲覧する権限がありません (not entitled)")
@@ -508,7 +508,7 @@ def router(reporting: Reporting) -> APIRouter:
         moment = _aware(as_of)
         tables = await reporting.timelines.tables()
         person = await queries.person_of_case(engine, tables, case_id)
-        ground = await _basis(caller, person)
+        ground = await policy.timeline_basis(caller, person)
         if ground is None:
             await reporting.log_read(caller, "case", case_id, moment, "refused", 0)
             if person is None:
@@ -542,8 +542,9 @@ def router(reporting: Reporting) -> APIRouter:
         subject_id: Annotated[str | None, Query(max_length=128, description="Only reads of this subject.")] = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 100,
     ) -> Response:
-        if caller.role not in (Role.ADMIN, Role.AUDITOR):
-            return problem(403, "監査担当者のみ閲覧できます (admins and auditors only)")
+        refused = policy.audit(caller)
+        if refused is not None:
+            return refused
         query = select(timeline_reads).order_by(timeline_reads.c.id.desc()).limit(limit)
         if subject_id:
             query = query.where(timeline_reads.c.subject_id == subject_id)
@@ -560,8 +561,9 @@ def router(reporting: Reporting) -> APIRouter:
         responses={503: {"description": "No broker"}, 403: {"description": "Forbidden"}},
     )
     async def verify(caller: Caller, body: VerifyIn) -> Response:
-        if caller.role not in (Role.ADMIN, Role.AUDITOR):
-            return problem(403, "監査担当者のみ実行できます (admins and auditors only)")
+        refused = policy.audit(caller, "実行")
+        if refused is not None:
+            return refused
         if reporting.runtime.settings.broker_mode != "kafka":
             return problem(503, "ブローカーに接続していません (verification reads the topics)")
         suffix = dict(zip(SOURCE_TOPICS, reporting.topics, strict=True))
@@ -606,8 +608,9 @@ def router(reporting: Reporting) -> APIRouter:
         responses={403: {"description": "Admins only"}, 503: {"description": "No broker"}},
     )
     async def rebuild(caller: Caller, name: ProjectionPath) -> Response:
-        if caller.role != Role.ADMIN:
-            return problem(403, "管理者のみ実行できます (admins only)")
+        refused = policy.administer(caller)
+        if refused is not None:
+            return refused
         if reporting.runtime.settings.broker_mode != "kafka":
             return problem(503, "ブローカーに接続していません (a rebuild reads the topics)")
         reporting.start_rebuild(name)
@@ -620,13 +623,15 @@ def router(reporting: Reporting) -> APIRouter:
         response_model=ProgressOut,
         responses={404: {"description": "No rebuild started"}},
     )
-    async def rebuild_progress(_caller: Caller, name: ProjectionPath) -> Response:
+    async def rebuild_progress(caller: Caller, name: ProjectionPath) -> Response:
+        policy.aggregates(caller)
         if name not in reporting.rebuilds:
             return problem(404, "再構築は開始されていません (no rebuild started)")
         return JSONResponse(_progress(name).model_dump(mode="json"))
 
     @api.get("/projections", tags=["projections"], summary="Projections and their live generations")
-    async def projections(_caller: Caller) -> list[dict[str, Any]]:
+    async def projections(caller: Caller) -> list[dict[str, Any]]:
+        policy.aggregates(caller)
         out = []
         for name, manager in reporting.managers.items():
             out.append(

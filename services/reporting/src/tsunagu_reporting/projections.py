@@ -19,6 +19,7 @@ from tsunagu_events.reference import Ward, ward_for
 from tsunagu_events.topics import events_topic
 from tsunagu_platform.consumer import ReceivedEvent
 from tsunagu_platform.projection import Tables
+from tsunagu_platform.serving import SERVING_TYPES, ServingEvent, ServingTables, apply_serving, serving_tables
 from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates
 
 from tsunagu_reporting.domain.facts import (
@@ -355,9 +356,11 @@ class Timelines:
     def __init__(self, tenant: str = DEFAULT_TENANT, topic_suffix: str = "") -> None:
         self.places = WardPlaces(ward_for(tenant))
         self.topics = source_topics(topic_suffix)
+        self.tenant = tenant
 
     def define(self, metadata: MetaData, generation: int) -> Tables:
         g = generation
+        serving = serving_tables(metadata, f"rep_serving_g{g}")
         entries = Table(
             f"rep_timeline_g{g}",
             metadata,
@@ -393,13 +396,28 @@ class Timelines:
             Column("granted_at", String(32), nullable=False),
             Column("revoked_at", String(32)),
         )
-        return {"entries": entries, "links": links, "grants": grants}
+        return {
+            "entries": entries,
+            "links": links,
+            "grants": grants,
+            "serving_registrations": serving.registrations,
+            "serving_cases": serving.cases,
+        }
 
     async def apply(self, conn: AsyncConnection, tables: Tables, event: ReceivedEvent) -> None:
         await self.apply_batch(conn, tables, [event])
 
     async def apply_batch(self, conn: AsyncConnection, tables: Tables, events: Sequence[ReceivedEvent]) -> None:
         """Look up every link of the batch at once, keep them in memory, write entries in bulk."""
+        await apply_serving(
+            conn,
+            serving_of(tables),
+            [
+                ServingEvent(e.envelope.type, e.envelope.data, e.envelope.actoragency)
+                for e in events
+                if e.envelope.type in SERVING_TYPES and e.envelope.tenant == self.tenant
+            ],
+        )
         keys_of: list[list[str]] = []
         wanted: set[str] = set()
         for e in events:
@@ -476,6 +494,11 @@ class Timelines:
         consent = short_type(kind) == "ConsentGiven"
         windows = self.places.windows_of(data.get("district_id")) if consent else []
         return [(p, g.agency_id, g.basis, g.reference, at) for p in persons for g in grants_of(kind, data, windows)]
+
+
+def serving_of(tables: Tables) -> ServingTables:
+    """Who serves each person, as this generation of the timelines learnt it (see tsunagu_platform.serving)."""
+    return ServingTables(tables["serving_registrations"], tables["serving_cases"])
 
 
 ENTRY_COLUMNS = (

@@ -9,11 +9,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Table, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.contracts.common import JST
+from tsunagu_events.contracts.intake import ConsentGiven
 from tsunagu_events.envelope import format_time
 from tsunagu_events.reference import Ward
 from tsunagu_platform.projection import Tables
+from tsunagu_platform.serving import ServingTables, serves
 
 from tsunagu_reporting.domain.tables import Group, Sums, fiscal_year_end
 
@@ -218,18 +220,63 @@ async def person_of_case(engine: AsyncEngine, tables: Tables, case_id: str) -> s
 
 
 async def granted(engine: AsyncEngine, tables: Tables, person_id: str, agency_id: str) -> str | None:
-    """The basis on which an agency may read the person's timeline now, or None."""
+    """The basis on which an agency may read the person's timeline now, or None.
+
+    - served: the agency serves the person now (registering window, lead agency of an open case);
+      having filed a consultation, a contact or a referral about the person is not enough;
+    - support_meeting, statutory: a statutory basis recorded for the agency;
+    - consent: a consent in force naming the agency (or its district's windows), recorded by an
+      agency that serves the person: a consent an agency recorded for itself grants nothing.
+    """
     grants = tables["grants"]
+    serving = ServingTables(tables["serving_registrations"], tables["serving_cases"])
     async with engine.connect() as conn:
-        bases = (
-            await conn.scalars(
-                select(grants.c.basis).where(
-                    grants.c.person_id == person_id, grants.c.agency_id == agency_id, grants.c.revoked_at.is_(None)
+        if await serves(conn, serving, agency_id, person_id):
+            return "served"
+        rows = (
+            await conn.execute(
+                select(grants.c.basis, grants.c.reference).where(
+                    grants.c.person_id == person_id,
+                    grants.c.agency_id == agency_id,
+                    grants.c.revoked_at.is_(None),
+                    grants.c.basis != "served",
                 )
             )
         ).all()
-    ranked = sorted(set(bases), key=lambda b: BASIS_ORDER.index(b) if b in BASIS_ORDER else len(BASIS_ORDER))
-    return str(ranked[0]) if ranked else None
+        bases = {str(basis) for basis, _ in rows}
+        for basis in ("support_meeting", "statutory"):
+            if basis in bases:
+                return basis
+        consents = {str(reference) for basis, reference in rows if basis == "consent"}
+        if consents and await _recorded_by_a_server(conn, tables, serving, person_id, consents):
+            return "consent"
+    return None
+
+
+async def _recorded_by_a_server(
+    conn: AsyncConnection, tables: Tables, serving: ServingTables, person_id: str, consents: set[str]
+) -> bool:
+    """Whether one of these consents, not expired, was recorded by an agency (the actor, or the agency
+    the event names) that serves the person."""
+    entries = tables["entries"]
+    today = datetime.now(JST).date().isoformat()
+    rows = await conn.execute(
+        select(entries.c.agency_id, entries.c.data).where(
+            entries.c.person_id == person_id, entries.c.event_type == ConsentGiven.event_type
+        )
+    )
+    for actor, body in rows.all():
+        data = json.loads(body)
+        if data.get("consent_id") not in consents:
+            continue
+        expires = data.get("expires_on")
+        if isinstance(expires, str) and expires < today:
+            continue
+        for recorder in {actor, data.get("recorded_by_agency")}:
+            if isinstance(recorder, str) and await serves(conn, serving, recorder, person_id):
+                return True
+    return False
 
 
 BASIS_ORDER = ["served", "support_meeting", "statutory", "consent"]
+"""The grounds `granted` names, strongest first."""

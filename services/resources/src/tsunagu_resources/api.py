@@ -10,19 +10,26 @@ from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from tsunagu_events import new_stream_id
 from tsunagu_events.contracts.common import CATEGORY_LABELS_JA
 from tsunagu_events.contracts.resources import VISIT_CATEGORY_LABELS_JA, IssueSource, ResourceStatus
-from tsunagu_platform.auth import Principal, Role, principal_dependency
+from tsunagu_platform.auth import Principal, principal_dependency
 from tsunagu_platform.http import problem
 from tsunagu_platform.store import EventContext
 
 from tsunagu_resources import tables
 from tsunagu_resources.domain import directory, issues, participation, publicity, surveys
-from tsunagu_resources.domain.errors import ConsentRequired, DomainError, InvalidCommand, InvalidTransition, NotFound
+from tsunagu_resources.domain.errors import (
+    ConsentRequired,
+    DomainError,
+    InvalidCommand,
+    InvalidTransition,
+    NotFound,
+    NotPermitted,
+)
 from tsunagu_resources.history import active_on
 from tsunagu_resources.hsds import hsds_document
 from tsunagu_resources.models import (
@@ -66,6 +73,7 @@ from tsunagu_resources.models import (
     VisitCounts,
     VisitOut,
 )
+from tsunagu_resources.policy import ResourcesPolicy
 from tsunagu_resources.service import ResourcesService, UnknownDistrict
 
 IdPath = Annotated[str, Path(pattern=ID, description="Stream id.")]
@@ -97,6 +105,8 @@ def install_error_handlers(app: FastAPI) -> None:
             status, title = 409, "現在の状態ではできません (invalid in the current state)"
         elif isinstance(error, ConsentRequired):
             status, title = 403, "本人の同意がありません (consent required)"
+        elif isinstance(error, NotPermitted):
+            status, title = 403, "この操作の権限がありません (not permitted)"
         extra: dict[str, Any] = {"code": error.code, "reason_ja": error.message_ja, "reason_en": error.message_en}
         for key, value in error.details.items():
             if isinstance(value, str | int | float | bool):
@@ -237,16 +247,18 @@ def build_router(service: ResourcesService) -> APIRouter:
     caller = principal_dependency(settings)
     Caller = Annotated[Principal, Depends(caller)]  # noqa: N806
     router = APIRouter()
+    policy = ResourcesPolicy(service.runtime, service.ward)
 
     def writes(principal: Principal) -> EventContext:
-        if principal.role == Role.AUDITOR:
-            raise HTTPException(403, "監査担当は記録できません (auditors have read-only access)")
+        """The context of a write the policy has already allowed (auditors never get one)."""
+        policy.write(principal)
         return service.context(principal.agency, principal.staff)
 
     # ---- directory ------------------------------------------------------------------------
 
     @router.post("/resources", status_code=201, tags=["directory"], summary="Register a local resource (地域資源)")
     async def register_resource(body: RegisterResourceIn, principal: Caller) -> ResourceOut:
+        policy.write_in_district(principal, body.district_id)
         resource = await service.register_resource(
             directory.RegisterResource(
                 resource_id=new_stream_id("resource"), **body.model_dump(exclude={"schedule"}), schedule=body.schedule
@@ -257,11 +269,12 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.get("/resources", tags=["directory"], summary="List the directory")
     async def list_resources(
-        _principal: Caller,
+        principal: Caller,
         district_id: Annotated[str | None, Query(pattern=ID, description="District.")] = None,
         status: Annotated[ResourceStatus | None, Query(description="Current status.")] = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 200,
     ) -> list[ResourceSummary]:
+        policy.read_district_data(principal)
         if district_id is not None:
             service.check_district(district_id)
         t = tables.resources
@@ -287,11 +300,13 @@ def build_router(service: ResourcesService) -> APIRouter:
         ]
 
     @router.get("/resources/{resource_id}", tags=["directory"], summary="One resource")
-    async def get_resource(resource_id: IdPath, _principal: Caller) -> ResourceOut:
+    async def get_resource(resource_id: IdPath, principal: Caller) -> ResourceOut:
+        policy.read_district_data(principal)
         return resource_out(await service.get_resource(resource_id))
 
     @router.patch("/resources/{resource_id}", tags=["directory"], summary="Change a resource's details")
     async def change_details(resource_id: IdPath, body: ChangeDetailsIn, principal: Caller) -> ResourceOut:
+        await policy.write_resource(principal, resource_id)
         command = directory.ChangeResourceDetails(
             **body.model_dump(exclude={"expected_version", "schedule"}), schedule=body.schedule
         )
@@ -300,6 +315,7 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.post("/resources/{resource_id}/status", tags=["directory"], summary="Change status from a date")
     async def change_status(resource_id: IdPath, body: ChangeStatusIn, principal: Caller) -> ResourceOut:
+        await policy.write_resource(principal, resource_id)
         command = directory.ChangeResourceStatus(status=body.status, effective_on=body.effective_on)
         return resource_out(
             await service.change_resource(resource_id, command, writes(principal), body.expected_version)
@@ -309,6 +325,7 @@ def build_router(service: ResourcesService) -> APIRouter:
         "/resources/{resource_id}/verifications", tags=["directory"], summary="Record that the entry was checked"
     )
     async def verify(resource_id: IdPath, body: VerifyIn, principal: Caller) -> ResourceOut:
+        await policy.write_resource(principal, resource_id)
         command = directory.VerifyResource(verified_on=body.verified_on, verified_by_agency_id=principal.agency[:64])
         return resource_out(
             await service.change_resource(resource_id, command, writes(principal), body.expected_version)
@@ -318,6 +335,7 @@ def build_router(service: ResourcesService) -> APIRouter:
         "/resources/{resource_id}/identifications", tags=["directory"], summary="資源把握 (resource identified)"
     )
     async def identify(resource_id: IdPath, body: IdentifyIn, principal: Caller) -> ResourceOut:
+        await policy.write_resource(principal, resource_id)
         command = directory.IdentifyResource(identified_on=body.identified_on)
         return resource_out(
             await service.change_resource(resource_id, command, writes(principal), body.expected_version)
@@ -330,10 +348,11 @@ def build_router(service: ResourcesService) -> APIRouter:
     )
     async def active_resources(
         district_id: DistrictPath,
-        _principal: Caller,
+        principal: Caller,
         on: Annotated[Day, Query(description="The date asked about.")],
         known_at: Annotated[datetime | None, Query(description="Answer as the directory stood then.")] = None,
     ) -> ActiveOnOut:
+        policy.read_district_data(principal)
         service.check_district(district_id)
         if known_at is not None and known_at.tzinfo is None:
             raise InvalidCommand(
@@ -360,8 +379,9 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.get("/directory/hsds", tags=["directory"], summary="The directory as Open Referral HSDS 3 JSON")
     async def export_hsds(
-        _principal: Caller, district_id: Annotated[str | None, Query(pattern=ID, description="District.")] = None
+        principal: Caller, district_id: Annotated[str | None, Query(pattern=ID, description="District.")] = None
     ) -> dict[str, Any]:
+        policy.read_district_data(principal)
         if district_id is not None:
             service.check_district(district_id)
         t = tables.resources
@@ -378,6 +398,7 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.post("/visits", status_code=201, tags=["visits"], summary="Record a visit survey (訪問調査)")
     async def record_visit(body: RecordVisitIn, principal: Caller) -> VisitOut:
+        policy.write_in_district(principal, body.district_id)
         command = surveys.RecordVisit(
             visit_id=new_stream_id("visit"),
             district_id=body.district_id,
@@ -391,6 +412,8 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.post("/visits/batch", status_code=201, tags=["visits"], summary="Record a survey round's visits at once")
     async def record_visits(body: RecordVisitsIn, principal: Caller) -> list[VisitOut]:
+        for district_id in {v.district_id for v in body.visits}:
+            policy.write_in_district(principal, district_id)
         context = writes(principal)
         commands = [
             surveys.RecordVisit(
@@ -408,10 +431,11 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.get("/visits/counts", tags=["visits"], summary="Visits per category (the seed's table)")
     async def visit_counts(
-        _principal: Caller,
+        principal: Caller,
         district_id: Annotated[str | None, Query(pattern=ID, description="District.")] = None,
         fiscal_year: Annotated[int | None, Query(ge=2000, le=2100, description="Fiscal year.")] = None,
     ) -> VisitCounts:
+        policy.read_district_data(principal)
         if district_id is not None:
             service.check_district(district_id)
         t = tables.visits
@@ -427,11 +451,13 @@ def build_router(service: ResourcesService) -> APIRouter:
         )
 
     @router.get("/visits/{visit_id}", tags=["visits"], summary="One visit")
-    async def get_visit(visit_id: IdPath, _principal: Caller) -> VisitOut:
+    async def get_visit(visit_id: IdPath, principal: Caller) -> VisitOut:
+        policy.read_district_data(principal)
         return visit_out(await service.get_visit(visit_id))
 
     @router.post("/places", status_code=201, tags=["places"], summary="A resource offers a usable place (活用できる場)")
     async def offer_place(body: OfferPlaceIn, principal: Caller) -> PlaceOut:
+        await policy.write_resource(principal, body.resource_id)
         command = surveys.OfferPlace(
             place_id=new_stream_id("place"),
             resource_id=body.resource_id,
@@ -443,11 +469,13 @@ def build_router(service: ResourcesService) -> APIRouter:
         return place_out(await service.offer_place(command, writes(principal)))
 
     @router.get("/places/{place_id}", tags=["places"], summary="One usable place and its uses")
-    async def get_place(place_id: IdPath, _principal: Caller) -> PlaceOut:
+    async def get_place(place_id: IdPath, principal: Caller) -> PlaceOut:
+        policy.read_district_data(principal)
         return place_out(await service.get_place(place_id))
 
     @router.post("/places/{place_id}/uses", status_code=201, tags=["places"], summary="場の活用実績 (place use)")
     async def use_place(place_id: IdPath, body: UsePlaceIn, principal: Caller) -> PlaceOut:
+        await policy.write_place(principal, place_id)
         command = surveys.UsePlace(
             use_id=f"use-{uuid.uuid4()}", activity=body.activity, used_on=body.used_on, participants=body.participants
         )
@@ -459,6 +487,7 @@ def build_router(service: ResourcesService) -> APIRouter:
         "/issues", status_code=201, tags=["issues"], summary="Raise a district issue from a district assessment"
     )
     async def raise_issue(body: RaiseIssueIn, principal: Caller) -> IssueOut:
+        policy.write_in_district(principal, body.district_id)
         command = issues.RaiseDistrictIssue(
             issue_id=new_stream_id("issue"),
             district_id=body.district_id,
@@ -474,10 +503,11 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.get("/issues", tags=["issues"], summary="District issues")
     async def list_issues(
-        _principal: Caller,
+        principal: Caller,
         district_id: Annotated[str | None, Query(pattern=ID, description="District.")] = None,
         decision_id: Annotated[str | None, Query(pattern=ID, description="Four-party meeting decision.")] = None,
     ) -> list[IssueSummary]:
+        policy.read_district_data(principal)
         if district_id is not None:
             service.check_district(district_id)
         t = tables.issues
@@ -502,16 +532,19 @@ def build_router(service: ResourcesService) -> APIRouter:
         ]
 
     @router.get("/issues/{issue_id}", tags=["issues"], summary="One district issue")
-    async def get_issue(issue_id: IdPath, _principal: Caller) -> IssueOut:
+    async def get_issue(issue_id: IdPath, principal: Caller) -> IssueOut:
+        policy.read_district_data(principal)
         return issue_out(await service.get_issue(issue_id))
 
     @router.post("/issues/{issue_id}/take-up", tags=["issues"], summary="The tier-2 council (第2層協議体) takes it up")
     async def take_up(issue_id: IdPath, body: TakeUpIn, principal: Caller) -> IssueOut:
+        await policy.write_issue(principal, issue_id)
         command = issues.TakeUpIssue(taken_up_on=body.taken_up_on)
         return issue_out(await service.take_up_issue(issue_id, command, writes(principal), body.expected_version))
 
     @router.post("/initiatives", status_code=201, tags=["initiatives"], summary="Launch an initiative (取組み)")
     async def launch(body: LaunchInitiativeIn, principal: Caller) -> InitiativeOut:
+        policy.write_in_district(principal, body.district_id)
         command = issues.LaunchInitiative(
             initiative_id=new_stream_id("initiative"),
             district_id=body.district_id,
@@ -524,11 +557,13 @@ def build_router(service: ResourcesService) -> APIRouter:
         return initiative_out(await service.launch_initiative(command, writes(principal)))
 
     @router.get("/initiatives/{initiative_id}", tags=["initiatives"], summary="One initiative")
-    async def get_initiative(initiative_id: IdPath, _principal: Caller) -> InitiativeOut:
+    async def get_initiative(initiative_id: IdPath, principal: Caller) -> InitiativeOut:
+        policy.read_district_data(principal)
         return initiative_out(await service.get_initiative(initiative_id))
 
     @router.post("/initiatives/{initiative_id}/progress", tags=["initiatives"], summary="Record progress")
     async def progress(initiative_id: IdPath, body: ProgressIn, principal: Caller) -> InitiativeOut:
+        await policy.write_initiative(principal, initiative_id)
         command = issues.RecordProgress(note=body.note, on=body.on, participants=body.participants)
         return initiative_out(
             await service.change_initiative(initiative_id, command, writes(principal), body.expected_version)
@@ -536,6 +571,7 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.post("/initiatives/{initiative_id}/conclusion", tags=["initiatives"], summary="Conclude the initiative")
     async def conclude(initiative_id: IdPath, body: ConcludeIn, principal: Caller) -> InitiativeOut:
+        await policy.write_initiative(principal, initiative_id)
         command = issues.ConcludeInitiative(concluded_on=body.concluded_on, outcome=body.outcome)
         return initiative_out(
             await service.change_initiative(initiative_id, command, writes(principal), body.expected_version)
@@ -552,6 +588,7 @@ def build_router(service: ResourcesService) -> APIRouter:
     )
     async def start_participation(body: StartParticipationIn, principal: Caller) -> ParticipationOut:
         context = writes(principal)
+        await policy.for_person(principal, body.person_id)
         command = participation.StartParticipation(
             participation_id=new_stream_id("participation"),
             person_id=body.person_id,
@@ -563,11 +600,13 @@ def build_router(service: ResourcesService) -> APIRouter:
         return participation_out(await service.start_participation(command, principal.agency, context))
 
     @router.get("/participations/{participation_id}", tags=["participation"], summary="One participation")
-    async def get_participation(participation_id: IdPath, _principal: Caller) -> ParticipationOut:
+    async def get_participation(participation_id: IdPath, principal: Caller) -> ParticipationOut:
+        await policy.for_participation(principal, participation_id, writing=False)
         return participation_out(await service.get_participation(participation_id))
 
     @router.post("/participations/{participation_id}/attendance", tags=["participation"], summary="Record attendance")
     async def attend(participation_id: IdPath, body: AttendanceIn, principal: Caller) -> ParticipationOut:
+        await policy.for_participation(principal, participation_id, writing=True)
         command = participation.RecordAttendance(attended_on=body.attended_on)
         return participation_out(
             await service.change_participation(participation_id, command, writes(principal), body.expected_version)
@@ -575,6 +614,7 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.post("/participations/{participation_id}/end", tags=["participation"], summary="End, with a reason")
     async def end(participation_id: IdPath, body: EndParticipationIn, principal: Caller) -> ParticipationOut:
+        await policy.for_participation(principal, participation_id, writing=True)
         command = participation.EndParticipation(ended_on=body.ended_on, reason=body.reason)
         return participation_out(
             await service.change_participation(participation_id, command, writes(principal), body.expected_version)
@@ -585,7 +625,8 @@ def build_router(service: ResourcesService) -> APIRouter:
     @router.get(
         "/districts/{district_id}/publicity", tags=["publicity"], summary="広報: newsletter, subscribers, groups"
     )
-    async def get_publicity(district_id: DistrictPath, _principal: Caller) -> PublicityOut:
+    async def get_publicity(district_id: DistrictPath, principal: Caller) -> PublicityOut:
+        policy.read_district_data(principal)
         return publicity_out(await service.get_publicity(district_id))
 
     @router.post(
@@ -595,11 +636,13 @@ def build_router(service: ResourcesService) -> APIRouter:
         summary="A newsletter (メールマガジン) issue was sent",
     )
     async def newsletter(district_id: DistrictPath, body: NewsletterIn, principal: Caller) -> PublicityOut:
+        policy.write_in_district(principal, district_id)
         command = publicity.SendNewsletterIssue(sent_on=body.sent_on)
         return publicity_out(await service.publicity(district_id, command, writes(principal), body.expected_version))
 
     @router.post("/districts/{district_id}/subscribers", tags=["publicity"], summary="Subscribers changed")
     async def subscribers(district_id: DistrictPath, body: SubscribersIn, principal: Caller) -> PublicityOut:
+        policy.write_in_district(principal, district_id)
         command = publicity.ChangeSubscribers(delta=body.delta, on=body.on)
         return publicity_out(await service.publicity(district_id, command, writes(principal), body.expected_version))
 
@@ -610,6 +653,7 @@ def build_router(service: ResourcesService) -> APIRouter:
         summary="A group introduced on the district page (団体紹介)",
     )
     async def group(district_id: DistrictPath, body: GroupIn, principal: Caller) -> PublicityOut:
+        policy.write_in_district(principal, district_id)
         command = publicity.IntroduceGroup(
             group_id=f"group-{uuid.uuid4()}", group_name=body.group_name, introduced_on=body.introduced_on
         )
@@ -617,11 +661,13 @@ def build_router(service: ResourcesService) -> APIRouter:
 
     @router.post("/trainings", status_code=201, tags=["training"], summary="A training session (スキルアップ研修) held")
     async def hold_training(body: TrainingIn, principal: Caller) -> TrainingOut:
+        policy.write(principal)
         command = publicity.HoldTrainingSession(session_id=new_stream_id("training"), **body.model_dump())
         return training_out(await service.hold_training(command, writes(principal)))
 
     @router.get("/trainings/{session_id}", tags=["training"], summary="One training session")
-    async def get_training(session_id: IdPath, _principal: Caller) -> TrainingOut:
+    async def get_training(session_id: IdPath, principal: Caller) -> TrainingOut:
+        policy.read_district_data(principal)
         return training_out(await service.get_training(session_id))
 
     return router

@@ -3,7 +3,9 @@
 - referral: a four-party meeting's decision to develop a resource becomes one
   district issue (one per decision id, however often it is delivered);
 - intake: consents (for participation support) and erasures. A withdrawn consent
-  or an erased person ends the participations that relied on it.
+  or an erased person ends the participations that relied on it;
+- intake: who serves each person (registering window, lead agency of an open case),
+  the view policy.py asks before any command or query on a person's data.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tsunagu_events.contracts.referral import DecisionKind, MeetingDecisionMade
 from tsunagu_events.contracts.resources import IssueSource
 from tsunagu_events.topics import events_topic
 from tsunagu_platform.consumer import ReceivedEvent
+from tsunagu_platform.serving import SERVING_TYPES, ServingEvent, apply_serving
 from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
 from tsunagu_platform.store import EventContext
 
@@ -130,5 +133,14 @@ def register_consumers(service: ResourcesService) -> None:
         for participation_id in ended:
             log.info("participation.ended_by_intake_event", participation_id=participation_id, reason=reason)
 
+    async def on_serving(conn: AsyncConnection, event: ReceivedEvent) -> None:
+        envelope = event.envelope
+        if envelope.tenant != tenant:
+            return
+        await apply_serving(conn, tables.serving, [ServingEvent(envelope.type, envelope.data, envelope.actoragency)])
+
     runtime.consume("meeting-decisions", [events_topic("referral")], on_meeting_decision, handles=REFERRAL_TYPES)
     runtime.consume("consents", [events_topic("intake")], on_intake, handles=INTAKE_TYPES)
+    # Its own group: on a first start it reads intake's topic from the beginning, so persons and
+    # cases announced before this view existed are known too.
+    runtime.consume("serving", [events_topic("intake")], on_serving, handles=sorted(SERVING_TYPES))

@@ -2,12 +2,13 @@
 
 They are conveniences: every figure can be recomputed from the event store, and
 "active on date D" is answered from the events themselves (see `history.py`).
-Consents and erasures are what this service learnt from intake's events.
+Consents, erasures and who serves a person are what this service learnt from intake's events.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text
+from tsunagu_platform.serving import serving_tables
 
 metadata = MetaData()
 
@@ -81,3 +82,6 @@ erased_persons = Table(
     metadata,
     Column("person_id", Text, primary_key=True),
 )
+
+serving = serving_tables(metadata, "res_serving")
+"""Who serves each person (registering window, lead agency of an open case): see policy.py."""

@@ -40,3 +40,13 @@ class ConsentRequired(DomainError):
     """Participation support needs the person's consent covering the requesting agency (HTTP 403)."""
 
     code = "consent_required"
+
+
+class NotPermitted(DomainError):
+    """The caller's agency or role may not do this here (HTTP 403); `code` says which rule refused it."""
+
+    code = "not_permitted"
+
+    def __init__(self, code: str, message_ja: str, message_en: str) -> None:
+        super().__init__(message_ja, message_en)
+        self.code = code

@@ -1,0 +1,77 @@
+"""Every operation of reporting's OpenAPI document × every kind of caller, against the committed table
+(authorization_matrix.json): a grant the table does not allow, or a refusal it does not expect, fails.
+
+The seed person is registered by own_agency, which leads their open case; another window of the same
+district (other_agency) filed a consultation about them at its own window, which grants it nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from reporting_support import Running, feed, token
+from test_reporting_authorization import SEALED, opened, registered
+from tsunagu_events import new_stream_id
+from tsunagu_events.contracts.common import ConsultationCategory
+from tsunagu_events.contracts.intake import Channel, ConsultationReceived, ConsultedBy, Outcome
+from tsunagu_platform.auth import Role
+from tsunagu_platform.authz_cells import Cells, check_matrix, load_matrix
+from tsunagu_reporting.scenario.writer import StreamWriter
+
+MATRIX = Path(__file__).with_name("authorization_matrix.json")
+OWN = "ikejiri.comprehensive_support_center"
+OTHER = "ikejiri.community_center"
+START = datetime(2022, 6, 1, 1, 0, tzinfo=UTC)
+
+HEADERS = {
+    "own_agency": token(Role.STAFF, agency=OWN),
+    "other_agency": token(Role.STAFF, agency=OTHER),
+    "other_district": token(Role.STAFF, agency="okusawa.community_center"),
+    "auditor": token(Role.AUDITOR, agency=OWN),
+    "agency_system": token(Role.AGENCY_SYSTEM, agency=OWN),
+    "admin": token(Role.ADMIN),
+}
+
+
+async def test_every_operation_answers_each_kind_of_caller_as_the_committed_matrix_says(running: Running) -> None:
+    w = StreamWriter()
+    person = registered(w, START)
+    case = opened(w, person, OWN, START + timedelta(minutes=1))
+    consultation = new_stream_id("consultation")
+    w.emit(
+        "intake",
+        consultation,
+        ConsultationReceived(
+            consultation_id=consultation,
+            window_id=OTHER,
+            window_type="community_center",
+            district_id="ikejiri",
+            area_id="setagaya",
+            received_at=START,
+            fiscal_year=2022,
+            channel=Channel.WALK_IN,
+            consulted_by=ConsultedBy.PERSON,
+            categories=[ConsultationCategory.POVERTY],
+            expanded=False,
+            compound_need=False,
+            person_id=person,
+            summary=SEALED,
+            outcome=Outcome.INFORMATION_GIVEN,
+        ),
+        START + timedelta(minutes=2),
+        agency=OTHER,
+        staff="staff-o",
+    )
+    await feed(running.reporting.timelines, w.out)
+    await feed(running.reporting.annual, w.out)
+    ids = {
+        "person_id": person,
+        "case_id": case,
+        "name": "reporting.timelines",
+        "fiscal_years": "2022",
+        "fiscal_year": "2022",
+    }
+    cells = Cells(headers=HEADERS, ids=ids, bodies={"POST /audit/chains/verify": dict})
+    problems = await check_matrix(running.client, running.app.openapi(), load_matrix(MATRIX), cells)
+    assert problems == [], "\n".join(problems)
