@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import date, datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import EventPayload, new_stream_id
-from tsunagu_events.contracts.common import ConsultationCategory
+from tsunagu_events.contracts.common import ConsultationCategory, Sealed
 from tsunagu_events.contracts.referral import (
     ActionItemAssigned,
     ActionItemDone,
@@ -41,6 +43,20 @@ from tsunagu_referral.domain.meeting import (
 )
 from tsunagu_referral.streams import append, load
 from tsunagu_referral.tables import action_items, meeting_agencies, meetings, support_plans
+
+
+def owner_of(sealed: Sealed) -> str:
+    """Whose key sealed a value: the person's id or the meeting's (kid = keyring/owner/number)."""
+    parts = sealed.kid.rsplit("/", 2)
+    return parts[-2] if len(parts) == 3 else ""
+
+
+def sealed_json(sealed: Sealed | None) -> str | None:
+    return json.dumps(sealed.model_dump(), sort_keys=True) if sealed else None
+
+
+def sealed_from_json(raw: str | None) -> Sealed | None:
+    return Sealed.model_validate_json(raw) if raw else None
 
 
 class MeetingService:
@@ -93,21 +109,23 @@ class MeetingService:
             await consent_view.live_consents(self.runtime.reader, person_id), today=today
         )
         item_id = new_stream_id("item")
-        decided = meeting.add_agenda_item(
-            AddAgendaItem(
-                item_id=item_id,
-                kind=kind,
-                raised_by_agency_id=raised_by_agency_id,
-                title=title,
-                raised_by_district_window=district_window,
-                categories=categories,
-                gap_need=gap_need,
-                case_id=case_id,
-                person_id=person_id,
-                consultation_id=consultation_id,
-                person_has_consent=consented,
-            )
+        command = AddAgendaItem(
+            item_id=item_id,
+            kind=kind,
+            raised_by_agency_id=raised_by_agency_id,
+            title=title,
+            raised_by_district_window=district_window,
+            categories=categories,
+            gap_need=gap_need,
+            case_id=case_id,
+            person_id=person_id,
+            consultation_id=consultation_id,
+            person_has_consent=consented,
         )
+        # Decide once before sealing: a refused item leaves no key behind.
+        meeting.add_agenda_item(command)
+        sealed = await self.runtime.keys.seal(person_id or meeting_id, title)
+        decided = meeting.add_agenda_item(dataclasses.replace(command, sealed_title=sealed))
         return await self._commit(meeting, decided, principal), item_id
 
     async def hold(
@@ -127,16 +145,20 @@ class MeetingService:
             for p in dict.fromkeys([*person_ids, *meeting.persons_on_agenda()])
             if has_any_consent(await consent_view.live_consents(self.runtime.reader, p), today=today)
         ]
-        decided = meeting.hold(
-            HoldMeeting(
-                held_at=self.clock(),
-                attendee_agency_ids=attendee_agency_ids,
-                confidentiality_acknowledged=confidentiality_acknowledged,
-                person_ids=person_ids,
-                minutes_summary=minutes_summary,
-                persons_with_consent=with_consent,
-            )
+        command = HoldMeeting(
+            held_at=self.clock(),
+            attendee_agency_ids=attendee_agency_ids,
+            confidentiality_acknowledged=confidentiality_acknowledged,
+            person_ids=person_ids,
+            minutes_summary=minutes_summary,
+            persons_with_consent=with_consent,
         )
+        if minutes_summary:
+            meeting.hold(command)
+            command = dataclasses.replace(
+                command, sealed_minutes=await self.runtime.keys.seal(meeting_id, minutes_summary)
+            )
+        decided = meeting.hold(command)
         return await self._commit(meeting, decided, principal)
 
     async def decide(
@@ -158,27 +180,42 @@ class MeetingService:
             area = self.ward.area(district.area) if district else None
             branch_office_id = area.branch_office.id if area else None
         decision_id = new_stream_id("decision")
-        decided = meeting.record_decision(
-            RecordDecision(
-                decision_id=decision_id,
-                kind=kind,
-                title=title,
-                decided_at=self.clock(),
-                item_id=item_id,
-                categories=categories,
-                gap_need=gap_need,
-                branch_office_id=branch_office_id,
-                referral_id=referral_id,
-            )
+        command = RecordDecision(
+            decision_id=decision_id,
+            kind=kind,
+            title=title,
+            decided_at=self.clock(),
+            item_id=item_id,
+            categories=categories,
+            gap_need=gap_need,
+            branch_office_id=branch_office_id,
+            referral_id=referral_id,
         )
+        meeting.record_decision(command)
+        if not meeting.decision_title_is_public(kind, item_id):
+            owner = meeting.person_of_item(item_id) or meeting_id
+            command = dataclasses.replace(command, sealed_title=await self.runtime.keys.seal(owner, title))
+        decided = meeting.record_decision(command)
         return await self._commit(meeting, decided, principal), decision_id
 
     async def assign_action_item(
-        self, meeting_id: str, agency_id: str, title: str, due_on: date, principal: Principal | None
+        self,
+        meeting_id: str,
+        agency_id: str,
+        title: str,
+        due_on: date,
+        principal: Principal | None,
+        item_id: str | None = None,
     ) -> tuple[Meeting, str]:
         meeting = await self.existing(meeting_id)
         action_id = new_stream_id("action")
-        decided = meeting.assign_action_item(AssignActionItem(action_id, agency_id, title, due_on))
+        command = AssignActionItem(
+            action_id, agency_id, title, due_on, item_id=item_id, assignee_is_member=agency_id in meeting.members()
+        )
+        meeting.assign_action_item(command)
+        owner = meeting.person_of_item(item_id) or meeting_id
+        sealed = await self.runtime.keys.seal(owner, title)
+        decided = meeting.assign_action_item(dataclasses.replace(command, sealed_title=sealed))
         return await self._commit(meeting, decided, principal), action_id
 
     async def action_item_done(self, meeting_id: str, action_id: str, principal: Principal | None) -> Meeting:
@@ -268,7 +305,7 @@ class MeetingService:
                         "action_id": event.action_id,
                         "meeting_id": event.meeting_id,
                         "agency_id": event.agency_id,
-                        "title": event.title,
+                        "title": sealed_json(event.title),
                         "due_on": event.due_on,
                         "done_at": None,
                     }
