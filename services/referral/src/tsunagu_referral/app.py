@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from tsunagu_events.contracts.intake import PersonErased
 from tsunagu_events.reference import ward_for
 from tsunagu_events.topics import events_topic
 from tsunagu_platform.auth import principal_dependency
@@ -12,7 +13,7 @@ from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_referral import consent_view
 from tsunagu_referral.api import build_router, install_domain_errors, principal_of
 from tsunagu_referral.clock import Clock, offset_clock
-from tsunagu_referral.meetings import MeetingService
+from tsunagu_referral.meetings import MeetingService, erase_meeting_keys_of
 from tsunagu_referral.overdue import run_every
 from tsunagu_referral.referrals import ReferralService
 from tsunagu_referral.settings import ReferralSettings
@@ -32,6 +33,13 @@ def create_app(settings: ReferralSettings | None = None, *, clock: Clock | None 
         "consent-view", [events_topic("intake")], consent_view.apply_intake_event, handles=consent_view.HANDLES
     )
     runtime.erase_keys_on_person_erased()
+    runtime.consume(
+        "meeting-key-erasure",
+        [events_topic("intake")],
+        erase_meeting_keys_of(runtime),
+        handles=[PersonErased.event_type],
+        check_versions=False,
+    )
     if settings.overdue_interval_seconds > 0:
         interval = settings.overdue_interval_seconds
         runtime.background(lambda stop: run_every(referrals, interval, stop))

@@ -14,6 +14,7 @@ from tsunagu_events.contracts.common import ConsultationCategory, Sealed
 from tsunagu_events.contracts.referral import (
     ActionItemAssigned,
     ActionItemDone,
+    AgendaItemAdded,
     AgendaItemKind,
     DecisionKind,
     MeetingHeld,
@@ -23,6 +24,8 @@ from tsunagu_events.contracts.referral import (
 )
 from tsunagu_events.reference import Ward
 from tsunagu_platform.auth import Principal
+from tsunagu_platform.consumer import Handler, ReceivedEvent
+from tsunagu_platform.crypto import PersonErasedError
 from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
 
@@ -42,7 +45,7 @@ from tsunagu_referral.domain.meeting import (
     ScheduleMeeting,
 )
 from tsunagu_referral.streams import append, load
-from tsunagu_referral.tables import action_items, meeting_agencies, meetings, support_plans
+from tsunagu_referral.tables import action_items, meeting_agencies, meeting_persons, meetings, support_plans
 
 
 def owner_of(sealed: Sealed) -> str:
@@ -57,6 +60,25 @@ def sealed_json(sealed: Sealed | None) -> str | None:
 
 def sealed_from_json(raw: str | None) -> Sealed | None:
     return Sealed.model_validate_json(raw) if raw else None
+
+
+def erase_meeting_keys_of(runtime: ServiceRuntime) -> Handler:
+    """On PersonErased: erase the key of every meeting that discussed the person.
+
+    The meeting's own text (its minutes, text about no single person) may name anyone it
+    discussed, so once one of them is erased it is unreadable to everyone, like the text
+    sealed with the person's own key.
+    """
+
+    async def erase(conn: AsyncConnection, event: ReceivedEvent) -> None:
+        person_id = event.envelope.data.get("person_id")
+        if not isinstance(person_id, str):
+            return
+        rows = await conn.execute(select(meeting_persons.c.meeting_id).where(meeting_persons.c.person_id == person_id))
+        for (meeting_id,) in rows.all():
+            await runtime.keys.erase(meeting_id)
+
+    return erase
 
 
 class MeetingService:
@@ -140,6 +162,9 @@ class MeetingService:
     ) -> Meeting:
         meeting = await self.existing(meeting_id)
         today = today_in_japan(self.clock())
+        for person_id in person_ids:
+            if await consent_view.is_erased(self.runtime.reader, person_id):
+                raise PersonErasedError(person_id)
         with_consent = [
             p
             for p in dict.fromkeys([*person_ids, *meeting.persons_on_agenda()])
@@ -296,6 +321,9 @@ class MeetingService:
                 .values(state="held", held_at=event.held_at)
             )
             await self._agencies(conn, event.meeting_id, event.attendee_agency_ids)
+            await self._persons(conn, event.meeting_id, event.person_ids)
+        elif isinstance(event, AgendaItemAdded) and event.person_id:
+            await self._persons(conn, event.meeting_id, [event.person_id])
         elif isinstance(event, ActionItemAssigned):
             await upsert(
                 conn,
@@ -334,6 +362,12 @@ class MeetingService:
                     }
                 ],
             )
+
+    @staticmethod
+    async def _persons(conn: AsyncConnection, meeting_id: str, person_ids: Sequence[str]) -> None:
+        await insert_ignoring_duplicates(
+            conn, meeting_persons, [{"meeting_id": meeting_id, "person_id": p} for p in dict.fromkeys(person_ids)]
+        )
 
     @staticmethod
     async def _agencies(conn: AsyncConnection, meeting_id: str, agency_ids: Sequence[str]) -> None:

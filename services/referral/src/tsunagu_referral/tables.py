@@ -140,3 +140,13 @@ access_log = Table(
     Column("granted", Boolean, nullable=False),
     Column("basis", String(64), nullable=False),
 )
+
+# Persons a meeting discussed (on its agenda or at its holding). A meeting's own text (minutes,
+# text about no single person) is sealed with the meeting's key, and free text may mention any
+# of them: when one of them is erased, the meeting's key is erased too.
+meeting_persons = Table(
+    "referral_meeting_persons",
+    metadata,
+    Column("meeting_id", String(128), primary_key=True),
+    Column("person_id", String(128), primary_key=True, index=True),
+)
