@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from tsunagu_platform.auth import Role
-from tsunagu_referral.tables import access_log
+from tsunagu_referral import tables
 
 from .conftest import IKEJIRI_CC, IKEJIRI_CSC, POVERTY, Harness, new_person, token
 
@@ -35,6 +35,7 @@ async def ikejiri_person(harness: Harness, consent_for: list[str] | None = None)
 
 
 async def access_rows(harness: Harness) -> list[Any]:
+    access_log = tables.access_log
     async with harness.app.state.runtime.reader.connect() as conn:
         return list((await conn.execute(select(access_log).order_by(access_log.c.id))).all())
 
