@@ -44,7 +44,8 @@ async def test_staff_of_another_agency_cannot_refer_a_person_it_does_not_serve(h
     person = await ikejiri_person(harness)
     refused = await harness.client.post("/referrals", json=referral_body(person), headers=token(OKUSAWA_CC))
     assert refused.status_code == 403
-    assert "(" in refused.json()["title"] and "serve" in refused.json()["title"]
+    assert "(" in refused.json()["title"]
+    assert "serve" in refused.json()["title"]
     served = await harness.client.post("/referrals", json=referral_body(person), headers=token(IKEJIRI_CSC))
     assert served.status_code == 201, served.text
 
@@ -99,7 +100,8 @@ async def test_auditors_never_read_referral_reasons_or_feedback(harness: Harness
     assert audited.status_code == 200
     assert audited.json()["reason"] is None
     assert audited.json()["feedback"] is None
-    assert "滞納" not in audited.text and "同行" not in audited.text
+    assert "滞納" not in audited.text
+    assert "同行" not in audited.text
     party = await harness.client.get(f"/referrals/{referral_id}", headers=token(IKEJIRI_CSC))
     assert party.json()["reason"] == "家賃を3か月滞納している"
 
@@ -189,7 +191,8 @@ async def test_members_read_minutes_and_titles_auditors_do_not_and_each_read_is_
     audited = await harness.client.get(f"/meetings/{mid}", headers=AUDITOR)
     assert audited.status_code == 200
     assert audited.json()["minutes_summary"] is None
-    assert "山田" not in audited.text and "訪問" not in audited.text
+    assert "山田" not in audited.text
+    assert "訪問" not in audited.text
     logged = [(r.agency, r.person_id, r.what, r.granted) for r in await access_rows(harness)]
     assert (POVERTY, None, "meeting_text", True) in logged
     assert (POVERTY, person, "meeting_text", True) in logged
