@@ -9,7 +9,7 @@ make itself a party by naming itself in a referral command.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events.contracts.intake import CaseClosed, CaseOpened, CaseReopened, LeadAgencyHandedOver, PersonRegistered
 from tsunagu_platform.consumer import ReceivedEvent
@@ -61,11 +61,11 @@ async def apply_intake_event(conn: AsyncConnection, event: ReceivedEvent) -> Non
 
 async def serving_agencies(conn: AsyncConnection, person_id: str) -> set[str]:
     """The registering window and the lead agencies of the person's open cases."""
-    registered = await conn.execute(select(person_agencies.c.agency_id).where(person_agencies.c.person_id == person_id))
-    leads = await conn.execute(
-        select(cases.c.lead_agency_id).where(cases.c.person_id == person_id, cases.c.open.is_(True))
+    query = union_all(
+        select(person_agencies.c.agency_id).where(person_agencies.c.person_id == person_id),
+        select(cases.c.lead_agency_id).where(cases.c.person_id == person_id, cases.c.open.is_(True)),
     )
-    return {row[0] for row in registered} | {row[0] for row in leads}
+    return {row[0] for row in await conn.execute(query)}
 
 
 async def case_of(conn: AsyncConnection, case_id: str) -> tuple[str, str, bool] | None:
