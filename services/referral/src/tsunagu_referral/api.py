@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn, cast
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events.contracts.common import CATEGORY_LABELS_JA, LEGAL_BASIS_LABELS_JA, ConsultationCategory, LegalBasis
 from tsunagu_events.contracts.referral import MeetingKind, ReferralCompleted, ReferralOutcome, ReferralRequested
 from tsunagu_events.reference import Ward
@@ -223,14 +224,18 @@ def build_router(
             basis_meeting = await meetings_service.load(body.meeting_id)
             if basis_meeting.kind is MeetingKind.SUPPORT_MEETING and principal.agency in basis_meeting.members():
                 discussed = basis_meeting.person_ids
-        await policy.new_referral(
-            principal,
-            person_id=body.person_id,
-            from_agency=from_agency,
-            case_id=body.case_id,
-            handover_lead=body.handover_lead,
-            statutory_meeting_persons=discussed,
-        )
+
+        async def guard(conn: AsyncConnection) -> None:
+            await policy.new_referral(
+                principal,
+                person_id=body.person_id,
+                from_agency=from_agency,
+                case_id=body.case_id,
+                handover_lead=body.handover_lead,
+                statutory_meeting_persons=discussed,
+                conn=conn,
+            )
+
         referral = await referrals_service.request(
             NewReferral(
                 person_id=body.person_id,
@@ -246,6 +251,7 @@ def build_router(
                 referral_id=body.referral_id,
             ),
             principal,
+            guard,
         )
         return await fresh(referral, principal)
 

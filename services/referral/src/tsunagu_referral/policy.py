@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from fastapi import HTTPException
 from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_platform.auth import Principal, Role
 from tsunagu_platform.runtime import ServiceRuntime
 
@@ -137,16 +138,19 @@ class AccessPolicy:
         case_id: str | None,
         handover_lead: bool,
         statutory_meeting_persons: Iterable[str] | None,
+        conn: AsyncConnection,
     ) -> None:
-        """The referrer is the caller's own agency and already serves the person (or the case)."""
+        """The referrer is the caller's own agency and already serves the person (or the case).
+
+        Asked on the command's own connection (inside its transaction), so it costs no extra one.
+        """
         self.may_write(principal)
         if principal.role == Role.ADMIN:
             return
         if principal.agency != from_agency:
             forbidden("自機関以外の名義でつなぐことはできません", "refer only in your own agency's name")
-        async with self.runtime.reader.connect() as conn:
-            serving = await serving_view.serving_agencies(conn, person_id)
-            case = await serving_view.case_of(conn, case_id) if case_id else None
+        serving = await serving_view.serving_agencies(conn, person_id)
+        case = await serving_view.case_of(conn, case_id) if case_id else None
         if case_id is not None:
             if case is None or case[0] != person_id:
                 forbidden("このケースは担当していません", "your agency does not serve this case")
