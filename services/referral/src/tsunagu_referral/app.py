@@ -10,7 +10,7 @@ from tsunagu_platform.auth import principal_dependency
 from tsunagu_platform.http import service_app
 from tsunagu_platform.runtime import ServiceRuntime
 
-from tsunagu_referral import consent_view
+from tsunagu_referral import consent_view, serving_view
 from tsunagu_referral.api import build_router, install_domain_errors, principal_of
 from tsunagu_referral.clock import Clock, offset_clock
 from tsunagu_referral.meetings import MeetingService, erase_meeting_keys_of
@@ -31,6 +31,15 @@ def create_app(settings: ReferralSettings | None = None, *, clock: Clock | None 
     meetings = MeetingService(runtime, ward, clock)
     runtime.consume(
         "consent-view", [events_topic("intake")], consent_view.apply_intake_event, handles=consent_view.HANDLES
+    )
+    # Its own consumer group, so that on its first start it reads intake's topic from the beginning
+    # and knows every person and case registered before it; per-stream order is the partition's.
+    runtime.consume(
+        "serving-view",
+        [events_topic("intake")],
+        serving_view.apply_intake_event,
+        handles=serving_view.HANDLES,
+        check_versions=False,
     )
     runtime.erase_keys_on_person_erased()
     runtime.consume(

@@ -16,7 +16,6 @@ from tsunagu_events.contracts.intake import ConsentGiven, ConsentWithdrawn, Pers
 from tsunagu_platform.consumer import ReceivedEvent
 from tsunagu_platform.sql import upsert
 
-from tsunagu_referral import serving_view
 from tsunagu_referral.domain.consent import ConsentFact
 from tsunagu_referral.tables import consents, erased_persons, sharing_bases
 
@@ -25,7 +24,6 @@ HANDLES = [
     ConsentWithdrawn.event_type,
     SharingBasisRecorded.event_type,
     PersonErased.event_type,
-    *serving_view.HANDLES,
 ]
 
 
@@ -91,8 +89,6 @@ async def apply_intake_event(conn: AsyncConnection, event: ReceivedEvent) -> Non
             keys=["person_id"],
             update=["erased_at"],
         )
-    else:
-        await serving_view.apply_intake_event(conn, event)
 
 
 async def live_consents(engine: AsyncEngine, person_id: str) -> list[ConsentFact]:

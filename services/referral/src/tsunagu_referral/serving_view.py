@@ -3,8 +3,8 @@
 The access policy lets an agency refer a person, or bring them to a meeting, only when
 it already serves them: the window that registered them, or the lead agency of one of
 their open cases. Referral learns both from intake's events on the topic it already
-consumes for the consent view (same consumer, same per-stream order), so no agency can
-make itself a party by naming itself in a referral command.
+consumes for the consent view (a consumer of its own, `referral.serving-view`), so no agency
+can make itself a party by naming itself in a referral command.
 """
 
 from __future__ import annotations
