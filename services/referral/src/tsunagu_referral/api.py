@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events.contracts.common import CATEGORY_LABELS_JA, LEGAL_BASIS_LABELS_JA, ConsultationCategory, LegalBasis
 from tsunagu_events.contracts.referral import MeetingKind, ReferralCompleted, ReferralOutcome, ReferralRequested
 from tsunagu_events.reference import Ward
-from tsunagu_platform.auth import Principal, Role
+from tsunagu_platform.auth import Principal
 from tsunagu_platform.crypto import PersonErasedError
 from tsunagu_platform.http import problem
 
-from tsunagu_referral import consent_view, serving_view
+from tsunagu_referral import consent_view
 from tsunagu_referral.clock import today_in_japan
 from tsunagu_referral.domain.errors import DomainError, InvalidCommand, NotFound
 from tsunagu_referral.domain.meeting import KIND_LABELS_JA, Meeting
@@ -36,6 +36,8 @@ from tsunagu_referral.policy import (
     Action,
     Decision,
     forbidden,
+    on_assigned_text,
+    sees_every_record,
     text_decision_for_meeting,
     text_decision_for_referral,
 )
@@ -62,7 +64,6 @@ from tsunagu_referral.schemas import (
 from tsunagu_referral.streams import load
 from tsunagu_referral.tables import action_items, meeting_agencies, meetings, referrals
 
-OVERSEERS = frozenset({Role.ADMIN, Role.AUDITOR})
 NO_REFERRAL = "つなぎが見つかりません (no such referral)"
 NO_MEETING = "会議が見つかりません (no such meeting)"
 
@@ -162,7 +163,7 @@ def build_router(
         return referral_view(referral)
 
     def scoped(query: Any, principal: Principal, *, box: str) -> Any:
-        if principal.role in OVERSEERS:
+        if sees_every_record(principal):
             if box == "sent":
                 return query.where(referrals.c.from_agency_id == principal.agency)
             if box == "received":
@@ -185,22 +186,6 @@ def build_router(
         async with runtime.reader.connect() as conn:
             found = await conn.scalar(select(referrals.c.person_id).where(referrals.c.referral_id == referral_id))
         return str(found) if found is not None else None
-
-    async def person_reader(principal: Principal, person_id: str) -> Decision:
-        """Facts about a person (their consents): overseers, agencies serving them, referral parties."""
-        if principal.role in OVERSEERS:
-            return Decision(True, principal.role.value)
-        async with runtime.reader.connect() as conn:
-            serving = await serving_view.serving_agencies(conn, person_id)
-            party = await conn.scalar(
-                select(referrals.c.referral_id).where(
-                    referrals.c.person_id == person_id,
-                    or_(referrals.c.from_agency_id == principal.agency, referrals.c.to_agency_id == principal.agency),
-                )
-            )
-        if principal.agency in serving:
-            return Decision(True, "serves_person")
-        return Decision(party is not None, "referral_party")
 
     # -- referrals ----------------------------------------------------------------
 
@@ -358,8 +343,7 @@ def build_router(
         "/overdue/run", response_model=OverdueRun, tags=["operations"], summary="Run the overdue clock once (admins)"
     )
     async def overdue_run(principal: Caller) -> OverdueRun:
-        if principal.role != Role.ADMIN:
-            forbidden("管理者のみ実行できます", "admins only")
+        policy.admin_only(principal)
         return OverdueRun(emitted=await run_once(referrals_service))
 
     @router.get(
@@ -369,7 +353,7 @@ def build_router(
         summary="Whether the consent view holds a live consent for the person",
     )
     async def consent_status(person_id: str, principal: Caller) -> ConsentStatus:
-        decision = await person_reader(principal, person_id)
+        decision = await policy.person_facts(principal, person_id)
         await policy.log_text_read(
             principal, subject_id=person_id, what="consent_list", person_ids=[person_id], decision=decision
         )
@@ -432,7 +416,7 @@ def build_router(
         for r in rows:
             sealed = sealed_from_json(r.title)
             owner = owner_of(sealed) if sealed else None
-            decision = Decision(principal.role != Role.AUDITOR, "assigned_agency")
+            decision = on_assigned_text(principal)
             await policy.log_text_read(
                 principal,
                 subject_id=r.meeting_id,
@@ -546,10 +530,7 @@ def build_router(
             _unprocessable("district_id", "四者連携会議には地区が必要です", "a four-party meeting needs a district")
         for index, agency_id in enumerate(members):
             check_agency(f"member_agency_ids.{index}", agency_id)
-        # A new meeting holds nothing yet: its scheduler is a member, and persons come in only
-        # through agenda items and attendance, each checked against who serves them.
-        if principal.role != Role.ADMIN and principal.agency not in members:
-            members.append(principal.agency)
+        members = policy.members_of_new_meeting(principal, members)
         if not members:
             _unprocessable("member_agency_ids", "参加機関が必要です", "a meeting needs member agencies")
         meeting = await meetings_service.schedule(body.kind, body.scheduled_for, members, body.district_id, principal)
@@ -567,7 +548,7 @@ def build_router(
         limit: Annotated[int, Query(ge=1, le=500, description="At most this many.")] = 100,
     ) -> list[MeetingSummary]:
         query = select(meetings)
-        if principal.role not in OVERSEERS:
+        if not sees_every_record(principal):
             query = query.where(
                 meetings.c.meeting_id.in_(
                     select(meeting_agencies.c.meeting_id).where(meeting_agencies.c.agency_id == principal.agency)
@@ -625,7 +606,7 @@ def build_router(
             person_id = await policy.case_person(principal, body.case_id, person_id)
         if person_id is not None:
             await policy.persons_served(principal, [person_id])
-        if raised_by != principal.agency and raised_by not in current.members() and principal.role != Role.ADMIN:
+        if raised_by != principal.agency and raised_by not in current.members() and not principal.is_admin:
             _unprocessable("raised_by_agency_id", "議題は会議の参加機関が提起します", "raised by a member agency")
         meeting, item_id = await meetings_service.add_agenda_item(
             meeting_id,

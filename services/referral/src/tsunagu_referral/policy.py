@@ -23,14 +23,14 @@ from enum import StrEnum
 from typing import NoReturn
 
 from fastapi import HTTPException
-from sqlalchemy import insert
+from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_platform.auth import Principal, Role
 from tsunagu_platform.runtime import ServiceRuntime
 
 from tsunagu_referral import serving_view
 from tsunagu_referral.clock import Clock
-from tsunagu_referral.tables import access_log
+from tsunagu_referral.tables import access_log, referrals
 
 ACTING = frozenset({Role.STAFF, Role.AGENCY_SYSTEM})
 OVERSEERS = frozenset({Role.ADMIN, Role.AUDITOR})
@@ -103,6 +103,18 @@ def on_person(principal: Principal, serving: Iterable[str]) -> Decision:
     return Decision(principal.agency in set(serving), "serves_person")
 
 
+def sees_every_record(principal: Principal) -> bool:
+    """Listings: admins and auditors list every referral and meeting; others their agency's own."""
+    return principal.role in OVERSEERS
+
+
+def on_assigned_text(principal: Principal) -> Decision:
+    """The title of an action item assigned to the caller's agency (its inbox); never to auditors."""
+    if principal.role == Role.AUDITOR:
+        return Decision(False, "auditor_no_personal_text")
+    return Decision(principal.role in ACTING or principal.role == Role.ADMIN, "assigned_agency")
+
+
 # -- the rule applied, with the facts referral holds ------------------------------------------
 
 
@@ -117,6 +129,19 @@ class AccessPolicy:
     def may_write(principal: Principal) -> None:
         if principal.role not in ACTING and principal.role != Role.ADMIN:
             forbidden("監査担当は変更できません", "auditors cannot change records")
+
+    @staticmethod
+    def admin_only(principal: Principal) -> None:
+        if principal.role != Role.ADMIN:
+            forbidden("管理者のみ実行できます", "admins only")
+
+    @staticmethod
+    def members_of_new_meeting(principal: Principal, invited: list[str]) -> list[str]:
+        """A new meeting holds nothing yet: its scheduler is a member (an admin need not be), and
+        persons come in only through agenda items and attendance, each checked against who serves them."""
+        if principal.role != Role.ADMIN and principal.agency not in invited:
+            return [*invited, principal.agency]
+        return invited
 
     def referral(self, principal: Principal, from_agency: str, to_agency: str, action: Action) -> None:
         """A referral already known to be visible to the caller: 403 unless the action is theirs."""
@@ -161,6 +186,26 @@ class AccessPolicy:
         in_support_meeting = statutory_meeting_persons is not None and person_id in set(statutory_meeting_persons)
         if not (on_person(principal, serving).granted or in_support_meeting):
             forbidden("この方を担当していない機関はつなげません", "your agency does not serve this person")
+
+    async def person_facts(self, principal: Principal, person_id: str) -> Decision:
+        """A person's consents: overseers, agencies serving them, parties of a referral about them."""
+        if principal.role in OVERSEERS:
+            return Decision(True, principal.role.value)
+        if principal.role not in ACTING:
+            return Decision(False, "role")
+        async with self.runtime.reader.connect() as conn:
+            serving = await serving_view.serving_agencies(conn, person_id)
+            party = await conn.scalar(
+                select(referrals.c.referral_id)
+                .where(
+                    referrals.c.person_id == person_id,
+                    or_(referrals.c.from_agency_id == principal.agency, referrals.c.to_agency_id == principal.agency),
+                )
+                .limit(1)
+            )
+        if principal.agency in serving:
+            return Decision(True, "serves_person")
+        return Decision(party is not None, "referral_party")
 
     def meeting(self, principal: Principal, members: Iterable[str], action: Action) -> None:
         """A meeting already known to be visible to the caller: 403 unless the action is theirs."""
