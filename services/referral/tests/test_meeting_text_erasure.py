@@ -91,3 +91,35 @@ async def test_meeting_text_about_a_person_is_readable_nowhere_after_the_erasure
     assert not [p for p in published if NAME in p]
     assert {"referral.db", "referral-keys.db"} <= set(names_in(tmp_path))
     assert files_containing(tmp_path, NAME.encode("utf-8")) == []
+
+
+async def test_an_item_naming_only_a_case_is_sealed_for_the_cases_person(harness: Harness) -> None:
+    person = new_person()
+    await harness.register(person, IKEJIRI_CC)
+    case_id = await harness.open_case(person, IKEJIRI_CC)
+    created = await harness.client.post(
+        "/meetings",
+        json={"kind": "support_meeting", "scheduled_for": "2026-04-20T10:00:00+09:00", "member_agency_ids": [POVERTY]},
+        headers=token(IKEJIRI_CC),
+    )
+    mid = created.json()["meeting_id"]
+    item = {"kind": "case", "title": SECRET, "case_id": case_id}
+    added = await harness.client.post(f"/meetings/{mid}/agenda-items", json=item, headers=token(IKEJIRI_CC))
+    assert added.status_code == 201, added.text
+    other_case = {"kind": "case", "title": "x", "case_id": case_id}
+    refused = await harness.client.post(f"/meetings/{mid}/agenda-items", json=other_case, headers=token(POVERTY))
+    assert refused.status_code == 403
+
+    await harness.erase(person)
+    keys = harness.app.state.runtime.keys
+
+    async def erased() -> bool:
+        return bool(await keys.is_erased(person))
+
+    await eventually(erased, "the person's key erased")
+    after = (await harness.client.get(f"/meetings/{mid}", headers=token(POVERTY))).json()
+    assert [i["title"] for i in after["agenda"]] == [None]
+    hold = {"attendee_agency_ids": [POVERTY], "person_ids": [person], "confidentiality_acknowledged": True}
+    held = await harness.client.post(f"/meetings/{mid}/held", json=hold, headers=token(IKEJIRI_CC))
+    assert held.status_code == 409
+    assert held.json()["reason"] == "person_erased"
