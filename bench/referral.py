@@ -45,7 +45,7 @@ from tsunagu_platform.store import EventContext, NewEvent
 from tsunagu_referral.app import create_app
 from tsunagu_referral.referrals import NewReferral, ReferralService
 from tsunagu_referral.settings import ReferralSettings
-from tsunagu_referral.tables import consents
+from tsunagu_referral.tables import consents, person_agencies
 
 REFERRALS = int(os.environ.get("BENCH_REFERRALS", "1500"))
 HTTP_REFERRALS = int(os.environ.get("BENCH_HTTP_REFERRALS", str(max(REFERRALS // 3, 50))))
@@ -73,6 +73,8 @@ async def give_consent(service: ReferralService) -> None:
                 withdrawn=False,
             )
         )
+        # The referring window registered the person, so the access policy lets it refer them.
+        await conn.execute(insert(person_agencies).values(person_id=PERSON, agency_id=FROM, basis="registered"))
 
 
 async def service_loop(service: ReferralService, count: int) -> float:

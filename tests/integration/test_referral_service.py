@@ -16,9 +16,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
-from tsunagu_events import EventEnvelope, from_kafka, to_kafka
-from tsunagu_events.contracts.common import JST
-from tsunagu_events.contracts.intake import ConsentGiven, ConsentScope
+from tsunagu_events import EventEnvelope, EventPayload, from_kafka, to_kafka
+from tsunagu_events.contracts.common import JST, Sealed
+from tsunagu_events.contracts.intake import ConsentGiven, ConsentScope, PersonRegistered
 from tsunagu_events.registry import schema_id
 from tsunagu_events.topics import events_topic
 from tsunagu_platform.auth import Role, mint
@@ -103,6 +103,12 @@ def service(tmp_path: Path, database_url: str, kafka_bootstrap: str) -> Iterator
         svc.stop()
 
 
+async def publish_registration(bootstrap: str, person_id: str) -> None:
+    """The person registered at CC's window (version 1 of the person's stream): CC serves them."""
+    name = Sealed(kid=f"intake/{person_id}/1", nonce="AAAAAAAAAAAAAAAA", ct="c2VhbGVk")
+    await publish_intake(bootstrap, PersonRegistered(person_id=person_id, name=name), person_id, 1, actor=CC)
+
+
 async def publish_consent(bootstrap: str, person_id: str) -> None:
     payload = ConsentGiven(
         consent_id=f"consent-{uuid.uuid4()}",
@@ -111,6 +117,12 @@ async def publish_consent(bootstrap: str, person_id: str) -> None:
         given_at=datetime.now(UTC),
         recorded_by_agency=CC,
     )
+    await publish_intake(bootstrap, payload, person_id, 2)
+
+
+async def publish_intake(
+    bootstrap: str, payload: EventPayload, person_id: str, version: int, actor: str | None = None
+) -> None:
     envelope = EventEnvelope(
         id=str(uuid.uuid4()),
         source="/tsunagu/131121/intake",
@@ -119,8 +131,10 @@ async def publish_consent(bootstrap: str, person_id: str) -> None:
         dataschema=schema_id(payload.event_type, payload.version),
         tenant="131121",
         streamid=person_id,
-        streamversion=1,
+        streamversion=version,
         correlationid=str(uuid.uuid4()),
+        actoragency=actor,
+        actorstaff="intake-staff" if actor else None,
         dataversion=payload.version,
         data=payload.to_data(),
     )
@@ -182,8 +196,17 @@ async def test_referral_service_end_to_end_across_restarts(
     in_a_week = (datetime.now(JST) + timedelta(days=7)).date().isoformat()
     today = datetime.now(JST).date().isoformat()
     async with service.client() as client:
-        # Consent gate: refused before intake's ConsentGiven is consumed, accepted after.
-        refused = await client.post("/referrals", json=referral_body(person, in_a_week), headers=headers(CC))
+        # Consent gate: refused before intake's ConsentGiven is consumed, accepted after. The
+        # referring window serves the person once their registration is consumed.
+        await publish_registration(kafka_bootstrap, person)
+        refusals: list[httpx.Response] = []
+
+        async def registration_consumed() -> bool:
+            refusals.append(await client.post("/referrals", json=referral_body(person, in_a_week), headers=headers(CC)))
+            return refusals[-1].status_code != 403
+
+        await eventually(registration_consumed, timeout=30, what="the person's registration consumed")
+        refused = refusals[-1]
         assert refused.status_code == 409
         assert refused.json()["reason"] == "consent_required"
         await publish_consent(kafka_bootstrap, person)

@@ -15,7 +15,16 @@ import pytest
 from faststream.kafka import KafkaMessage
 from faststream.kafka.testing import TestKafkaBroker
 from tsunagu_events import EventEnvelope, EventPayload, from_kafka, registry, to_kafka
-from tsunagu_events.contracts.intake import ConsentGiven, ConsentScope, ConsentWithdrawn, PersonErased
+from tsunagu_events.contracts.common import Sealed
+from tsunagu_events.contracts.intake import (
+    Approach,
+    CaseOpened,
+    ConsentGiven,
+    ConsentScope,
+    ConsentWithdrawn,
+    PersonErased,
+    PersonRegistered,
+)
 from tsunagu_events.registry import schema_id
 from tsunagu_events.topics import events_topic
 from tsunagu_platform.auth import Role, mint
@@ -53,7 +62,7 @@ class Harness:
     published: list[EventEnvelope] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
 
-    async def intake(self, payload: EventPayload, stream: str) -> None:
+    async def intake(self, payload: EventPayload, stream: str, actor_agency: str | None = None) -> None:
         """Publish an intake event as intake's relay would (next version of its stream)."""
         version = self.versions.get(stream, 0) + 1
         self.versions[stream] = version
@@ -70,9 +79,33 @@ class Harness:
             correlationid=str(uuid.uuid4()),
             dataversion=payload.version,
             data=payload.to_data(),
+            actoragency=actor_agency,
+            actorstaff="intake-staff" if actor_agency else None,
         )
         key, headers, value = to_kafka(envelope)
         await self.broker.publish(value, events_topic("intake"), key=key, headers={k: v.decode() for k, v in headers})
+
+    async def register(self, person_id: str, agency: str = IKEJIRI_CC) -> None:
+        """The person registered at `agency`'s window (the agency then serves them)."""
+        name = Sealed(kid=f"intake/{person_id}/1", nonce="AAAAAAAAAAAAAAAA", ct="c2VhbGVk")
+        await self.intake(PersonRegistered(person_id=person_id, name=name), person_id, actor_agency=agency)
+
+    async def open_case(self, person_id: str, lead_agency: str, case_id: str | None = None) -> str:
+        """A companion-support case of the person led by `lead_agency`."""
+        case_id = case_id or f"case-{uuid.uuid4()}"
+        await self.intake(
+            CaseOpened(
+                case_id=case_id,
+                person_id=person_id,
+                lead_agency_id=lead_agency,
+                district_id="ikejiri",
+                approach=Approach.PROBLEM_SOLVING,
+                opened_at=self.clock(),
+            ),
+            case_id,
+            actor_agency=lead_agency,
+        )
+        return case_id
 
     async def give_consent(self, person_id: str, agency_ids: list[str] | None = None) -> str:
         consent_id = f"consent-{uuid.uuid4()}"

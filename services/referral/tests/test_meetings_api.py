@@ -105,6 +105,7 @@ async def test_four_party_develop_resource_decision_is_published_for_resources(h
 
 async def test_multi_layered_meeting_decides_a_plan_intake_can_show(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
     members = [IKEJIRI_CC, POVERTY]
     created = await harness.client.post(
         "/meetings",
@@ -153,6 +154,7 @@ async def test_multi_layered_meeting_decides_a_plan_intake_can_show(harness: Har
 
 async def test_support_meeting_is_the_statutory_basis_of_a_referral_without_consent(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
     members = [IKEJIRI_CC, POVERTY]
     created = await harness.client.post(
         "/meetings",

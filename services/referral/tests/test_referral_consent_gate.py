@@ -22,6 +22,7 @@ def referral_body(person_id: str, **extra: Any) -> dict[str, Any]:
 
 async def test_referral_before_consent_is_refused_then_succeeds_once_consent_is_consumed(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
     refused = await harness.client.post("/referrals", json=referral_body(person), headers=token(IKEJIRI_CC))
     assert refused.status_code == 409, refused.text
     problem = refused.json()
@@ -42,6 +43,7 @@ async def test_referral_before_consent_is_refused_then_succeeds_once_consent_is_
 
 async def test_consent_given_first_lets_the_referral_through(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
     await harness.give_consent(person, agency_ids=[POVERTY])
     response = await harness.client.post("/referrals", json=referral_body(person), headers=token(IKEJIRI_CC))
     assert response.status_code == 201, response.text
@@ -51,6 +53,7 @@ async def test_consent_given_first_lets_the_referral_through(harness: Harness) -
 
 async def test_consent_for_other_agencies_does_not_cover_this_one(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
     await harness.give_consent(person, agency_ids=["specialist.hospital"])
     response = await harness.client.post("/referrals", json=referral_body(person), headers=token(IKEJIRI_CC))
     assert response.status_code == 409
@@ -59,6 +62,7 @@ async def test_consent_for_other_agencies_does_not_cover_this_one(harness: Harne
 
 async def test_withdrawn_consent_refuses_again(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
     consent_id = await harness.give_consent(person)
     await harness.withdraw_consent(person, consent_id)
     response = await harness.client.post("/referrals", json=referral_body(person), headers=token(IKEJIRI_CC))
@@ -69,6 +73,7 @@ async def test_withdrawn_consent_refuses_again(harness: Harness) -> None:
 
 async def test_erased_person_cannot_be_referred_and_their_keys_are_gone(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
     await harness.give_consent(person)
     created = await harness.client.post("/referrals", json=referral_body(person), headers=token(IKEJIRI_CC))
     referral_id = created.json()["referral_id"]

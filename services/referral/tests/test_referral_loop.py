@@ -31,6 +31,8 @@ def body(person_id: str, **extra: Any) -> dict[str, Any]:
 
 async def referred(harness: Harness, **extra: Any) -> str:
     person = new_person()
+    await harness.register(person)
+    await harness.open_case(person, IKEJIRI_CC, case_id="case-1")
     await harness.give_consent(person)
     response = await harness.client.post("/referrals", json=body(person, **extra), headers=token(IKEJIRI_CC))
     assert response.status_code == 201, response.text
@@ -113,6 +115,7 @@ async def test_agencies_see_only_their_referrals(harness: Harness) -> None:
 
 async def test_unknown_agencies_and_missing_tokens(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
     unknown = await harness.client.post(
         "/referrals", json=body(person, to_agency_id="nowhere.window"), headers=token(IKEJIRI_CC)
     )
@@ -124,6 +127,8 @@ async def test_unknown_agencies_and_missing_tokens(harness: Harness) -> None:
 
 async def test_a_retried_request_with_the_same_id_does_not_create_two(harness: Harness) -> None:
     person = new_person()
+    await harness.register(person)
+    await harness.open_case(person, IKEJIRI_CC, case_id="case-1")
     await harness.give_consent(person)
     rid = "referral-00000000-0000-4000-8000-000000000001"
     first = await harness.client.post("/referrals", json=body(person, referral_id=rid), headers=token(IKEJIRI_CC))

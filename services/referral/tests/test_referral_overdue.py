@@ -17,6 +17,7 @@ async def test_one_overdue_per_referral_across_runs_and_restarts(tmp_path: Path,
         late, answered = new_person(), new_person()
         ids = []
         for person in (late, answered):
+            await harness.register(person)
             await harness.give_consent(person)
             response = await harness.client.post(
                 "/referrals",

@@ -1,9 +1,11 @@
 """The HTTP API: referrals, meetings and the inboxes, scoped to the caller's agency.
 
-An agency sees referrals it sent or received and meetings it was invited to or
-attended; admins and auditors see everything, and auditors change nothing.
-Unknown ids answer 404 whether they do not exist or are out of the caller's scope,
-so the API does not reveal other agencies' referrals.
+Who may do what is decided by `policy.py` alone, for every command and query: an agency
+sees and acts on referrals it sent or received and meetings it is a member of, and
+brings into them only persons it serves; admins may do everything; auditors see records
+but never their personal text, and change nothing. Unknown ids answer 404 whether they do
+not exist or are out of the caller's scope, so the API does not reveal other agencies'
+referrals. Every read of personal text is in the access log.
 """
 
 import json
@@ -13,10 +15,11 @@ from typing import Annotated, Any, NoReturn, cast
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events.contracts.common import CATEGORY_LABELS_JA, LEGAL_BASIS_LABELS_JA, ConsultationCategory, LegalBasis
 from tsunagu_events.contracts.referral import MeetingKind, ReferralCompleted, ReferralOutcome, ReferralRequested
 from tsunagu_events.reference import Ward
-from tsunagu_platform.auth import Principal, Role
+from tsunagu_platform.auth import Principal
 from tsunagu_platform.crypto import PersonErasedError
 from tsunagu_platform.http import problem
 
@@ -26,8 +29,18 @@ from tsunagu_referral.domain.errors import DomainError, InvalidCommand, NotFound
 from tsunagu_referral.domain.meeting import KIND_LABELS_JA, Meeting
 from tsunagu_referral.domain.meeting import STATE_LABELS_JA as MEETING_STATE_LABELS_JA
 from tsunagu_referral.domain.referral import OUTCOME_LABELS_JA, STATE_LABELS_JA, Referral, ReferralState
-from tsunagu_referral.meetings import MeetingService
+from tsunagu_referral.meetings import MeetingService, owner_of, sealed_from_json
 from tsunagu_referral.overdue import run_once
+from tsunagu_referral.policy import (
+    AccessPolicy,
+    Action,
+    Decision,
+    forbidden,
+    on_assigned_text,
+    sees_every_record,
+    text_decision_for_meeting,
+    text_decision_for_referral,
+)
 from tsunagu_referral.referrals import NewReferral, ReferralService
 from tsunagu_referral.schemas import (
     ActionItemRequest,
@@ -51,7 +64,8 @@ from tsunagu_referral.schemas import (
 from tsunagu_referral.streams import load
 from tsunagu_referral.tables import action_items, meeting_agencies, meetings, referrals
 
-OVERSEERS = frozenset({Role.ADMIN, Role.AUDITOR})
+NO_REFERRAL = "つなぎが見つかりません (no such referral)"
+NO_MEETING = "会議が見つかりません (no such meeting)"
 
 
 def install_domain_errors(app: FastAPI) -> None:
@@ -87,23 +101,20 @@ def build_router(
     referrals_service: ReferralService,
     meetings_service: MeetingService,
     ward: Ward,
+    policy: AccessPolicy | None = None,
 ) -> APIRouter:
     router = APIRouter()
     Caller = Annotated[Principal, Depends(settings_principal)]  # noqa: N806
     runtime = referrals_service.runtime
+    policy = policy or AccessPolicy(runtime, referrals_service.clock)
 
     def check_agency(field: str, agency_id: str) -> None:
         if ward.agency(agency_id) is None:
             _unprocessable(field, "不明な機関IDです", f"unknown agency id {agency_id!r}")
 
-    def may_write(principal: Principal) -> None:
-        if principal.role == Role.AUDITOR:
-            raise HTTPException(403, "監査担当は変更できません (auditors cannot change records)")
-
-    def acting_as(principal: Principal, *agencies: str) -> None:
-        may_write(principal)
-        if principal.role != Role.ADMIN and principal.agency not in agencies:
-            raise HTTPException(403, "この操作は担当機関のみ行えます (only the agency concerned may do this)")
+    async def open_text(sealed: Any) -> str | None:
+        """A sealed value opened with its owner's key (a person's or the meeting's); None once erased."""
+        return await runtime.keys.open(owner_of(sealed), sealed) if sealed is not None else None
 
     def agency_label(agency_id: str) -> str | None:
         agency = ward.agency(agency_id)
@@ -143,10 +154,8 @@ def build_router(
     async def referral_row(referral_id: str, principal: Principal) -> Any:
         async with runtime.reader.connect() as conn:
             row = (await conn.execute(select(referrals).where(referrals.c.referral_id == referral_id))).first()
-        if row is None or (
-            principal.role not in OVERSEERS and principal.agency not in (row.from_agency_id, row.to_agency_id)
-        ):
-            raise HTTPException(404, "つなぎが見つかりません (no such referral)")
+        if row is None or not policy.sees_referral(principal, row.from_agency_id, row.to_agency_id):
+            raise HTTPException(404, NO_REFERRAL)
         return row
 
     async def fresh(referral: Referral, principal: Principal) -> ReferralView:
@@ -154,7 +163,7 @@ def build_router(
         return referral_view(referral)
 
     def scoped(query: Any, principal: Principal, *, box: str) -> Any:
-        if principal.role in OVERSEERS:
+        if sees_every_record(principal):
             if box == "sent":
                 return query.where(referrals.c.from_agency_id == principal.agency)
             if box == "received":
@@ -173,6 +182,11 @@ def build_router(
             rows = (await conn.execute(query.order_by(referrals.c.due_on, referrals.c.referral_id).limit(limit))).all()
         return [referral_view(r) for r in rows]
 
+    async def person_of_referral(referral_id: str) -> str | None:
+        async with runtime.reader.connect() as conn:
+            found = await conn.scalar(select(referrals.c.person_id).where(referrals.c.referral_id == referral_id))
+        return str(found) if found is not None else None
+
     # -- referrals ----------------------------------------------------------------
 
     @router.post(
@@ -186,9 +200,27 @@ def build_router(
         from_agency = body.from_agency_id or principal.agency
         check_agency("from_agency_id", from_agency)
         check_agency("to_agency_id", body.to_agency_id)
-        acting_as(principal, from_agency)
+        policy.may_write(principal)
         if body.legal_basis is LegalBasis.SUPPORT_MEETING_STATUTORY and body.meeting_id is None:
             _unprocessable("meeting_id", "支援会議の会議IDが必要です", "meeting_id is required for the statutory basis")
+        discussed: list[str] | None = None
+        if body.legal_basis is LegalBasis.SUPPORT_MEETING_STATUTORY and body.meeting_id is not None:
+            # Persons discussed at a support meeting the caller is a member of may be referred on its basis.
+            basis_meeting = await meetings_service.load(body.meeting_id)
+            if basis_meeting.kind is MeetingKind.SUPPORT_MEETING and principal.agency in basis_meeting.members():
+                discussed = basis_meeting.person_ids
+
+        async def guard(conn: AsyncConnection) -> None:
+            await policy.new_referral(
+                principal,
+                person_id=body.person_id,
+                from_agency=from_agency,
+                case_id=body.case_id,
+                handover_lead=body.handover_lead,
+                statutory_meeting_persons=discussed,
+                conn=conn,
+            )
+
         referral = await referrals_service.request(
             NewReferral(
                 person_id=body.person_id,
@@ -204,6 +236,7 @@ def build_router(
                 referral_id=body.referral_id,
             ),
             principal,
+            guard,
         )
         return await fresh(referral, principal)
 
@@ -231,8 +264,29 @@ def build_router(
         summary="One referral, with its reason and feedback",
     )
     async def referral_detail(referral_id: str, principal: Caller) -> ReferralView:
-        row = await referral_row(referral_id, principal)
+        try:
+            row = await referral_row(referral_id, principal)
+        except HTTPException:
+            await policy.log_text_read(
+                principal,
+                subject_id=referral_id,
+                what="referral_reason_feedback",
+                person_ids=[await person_of_referral(referral_id)],
+                decision=Decision(False, "not_a_party"),
+            )
+            raise
         view = referral_view(row)
+        decision = text_decision_for_referral(principal, row.from_agency_id, row.to_agency_id)
+        await policy.log_text_read(
+            principal,
+            subject_id=referral_id,
+            what="referral_reason_feedback",
+            person_ids=[row.person_id],
+            decision=decision,
+        )
+        if not decision.granted:
+            view.text_withheld = True
+            return view
         for payload in await load(runtime, referral_id):
             if isinstance(payload, ReferralRequested):
                 view.reason = await runtime.keys.open(row.person_id, payload.reason) if payload.reason else None
@@ -248,7 +302,7 @@ def build_router(
     )
     async def accept(referral_id: str, principal: Caller) -> ReferralView:
         row = await referral_row(referral_id, principal)
-        acting_as(principal, row.to_agency_id)
+        policy.referral(principal, row.from_agency_id, row.to_agency_id, Action.ACCEPT)
         return await fresh(await referrals_service.accept(referral_id, principal), principal)
 
     @router.post(
@@ -259,7 +313,7 @@ def build_router(
     )
     async def decline(referral_id: str, body: DeclineRequest, principal: Caller) -> ReferralView:
         row = await referral_row(referral_id, principal)
-        acting_as(principal, row.to_agency_id)
+        policy.referral(principal, row.from_agency_id, row.to_agency_id, Action.DECLINE)
         return await fresh(await referrals_service.decline(referral_id, body.reason_code, principal), principal)
 
     @router.post(
@@ -270,7 +324,7 @@ def build_router(
     )
     async def withdraw(referral_id: str, principal: Caller) -> ReferralView:
         row = await referral_row(referral_id, principal)
-        acting_as(principal, row.from_agency_id)
+        policy.referral(principal, row.from_agency_id, row.to_agency_id, Action.WITHDRAW)
         return await fresh(await referrals_service.withdraw(referral_id, principal), principal)
 
     @router.post(
@@ -281,7 +335,7 @@ def build_router(
     )
     async def complete(referral_id: str, body: CompleteRequest, principal: Caller) -> ReferralView:
         row = await referral_row(referral_id, principal)
-        acting_as(principal, row.to_agency_id)
+        policy.referral(principal, row.from_agency_id, row.to_agency_id, Action.COMPLETE)
         done = await referrals_service.complete(referral_id, body.outcome, body.feedback, principal)
         return await fresh(done, principal)
 
@@ -289,8 +343,7 @@ def build_router(
         "/overdue/run", response_model=OverdueRun, tags=["operations"], summary="Run the overdue clock once (admins)"
     )
     async def overdue_run(principal: Caller) -> OverdueRun:
-        if principal.role != Role.ADMIN:
-            raise HTTPException(403, "管理者のみ実行できます (admins only)")
+        policy.admin_only(principal)
         return OverdueRun(emitted=await run_once(referrals_service))
 
     @router.get(
@@ -300,6 +353,12 @@ def build_router(
         summary="Whether the consent view holds a live consent for the person",
     )
     async def consent_status(person_id: str, principal: Caller) -> ConsentStatus:
+        decision = await policy.person_facts(principal, person_id)
+        await policy.log_text_read(
+            principal, subject_id=person_id, what="consent_list", person_ids=[person_id], decision=decision
+        )
+        if not decision.granted:
+            forbidden("この方を担当していない機関は閲覧できません", "your agency does not serve this person")
         facts = await consent_view.live_consents(runtime.reader, person_id)
         today = today_in_japan(referrals_service.clock())
         live = [f.consent_id for f in facts if f.expires_on is None or f.expires_on >= today]
@@ -353,23 +412,57 @@ def build_router(
                     .order_by(action_items.c.due_on, action_items.c.action_id)
                 )
             ).all()
-        return [
-            ActionItemView(
-                action_id=r.action_id,
-                meeting_id=r.meeting_id,
-                agency_id=r.agency_id,
-                title=r.title,
-                due_on=r.due_on,
-                done=False,
+        views = []
+        for r in rows:
+            sealed = sealed_from_json(r.title)
+            owner = owner_of(sealed) if sealed else None
+            decision = on_assigned_text(principal)
+            await policy.log_text_read(
+                principal,
+                subject_id=r.meeting_id,
+                what="action_item_title",
+                person_ids=[owner if owner != r.meeting_id else None],
+                decision=decision,
             )
-            for r in rows
-        ]
+            if not decision.granted:
+                sealed = None
+            views.append(
+                ActionItemView(
+                    action_id=r.action_id,
+                    meeting_id=r.meeting_id,
+                    agency_id=r.agency_id,
+                    title=await open_text(sealed),
+                    due_on=r.due_on,
+                    done=False,
+                )
+            )
+        return views
 
     # -- meetings -------------------------------------------------------------------
 
-    def meeting_view(meeting: Meeting, created_id: str | None = None) -> MeetingView:
+    async def meeting_view(
+        meeting: Meeting, created_id: str | None = None, principal: Principal | None = None
+    ) -> MeetingView:
+        """The meeting; its free text opened only for `principal` (the detail view), logged.
+
+        Command answers carry no text: a member reads it back in the detail view, which logs it.
+        """
         assert meeting.kind is not None
         basis = meeting.legal_basis
+        decision = text_decision_for_meeting(principal, meeting.members()) if principal else None
+        opened = decision is not None and decision.granted
+
+        async def text(sealed: Any, legacy: str | None) -> str | None:
+            if not opened:
+                return None
+            return await open_text(sealed) if sealed is not None else legacy
+
+        if principal is not None and decision is not None:
+            persons: list[str | None] = [None]
+            persons += [i.person_id for i in meeting.agenda.values() if i.person_id]
+            await policy.log_text_read(
+                principal, subject_id=meeting.meeting_id, what="meeting_text", person_ids=persons, decision=decision
+            )
         return MeetingView(
             meeting_id=meeting.meeting_id,
             kind=meeting.kind.value,
@@ -382,7 +475,9 @@ def build_router(
             legal_basis=basis.value if basis else None,
             legal_basis_label_ja=LEGAL_BASIS_LABELS_JA[basis] if basis else None,
             agenda=[
-                AgendaItemView(item_id=i.item_id, kind=i.kind.value, title=i.title, gap_need=i.gap_need)
+                AgendaItemView(
+                    item_id=i.item_id, kind=i.kind.value, title=await text(i.title, i.legacy_title), gap_need=i.gap_need
+                )
                 for i in meeting.agenda.values()
             ],
             decisions=list(meeting.decisions),
@@ -391,31 +486,28 @@ def build_router(
                     action_id=a.action_id,
                     meeting_id=meeting.meeting_id,
                     agency_id=a.agency_id,
-                    title=a.title,
+                    title=await text(a.title, a.legacy_title),
                     due_on=a.due_on,
                     done=a.done,
                 )
                 for a in meeting.actions.values()
             ],
+            minutes_summary=await text(meeting.minutes_summary, meeting.legacy_minutes_summary),
+            text_withheld=principal is not None and not opened,
             version=meeting.version,
             created_id=created_id,
         )
 
     async def visible_meeting(meeting_id: str, principal: Principal) -> Meeting:
-        async with runtime.reader.connect() as conn:
-            known = await conn.scalar(select(meetings.c.meeting_id).where(meetings.c.meeting_id == meeting_id))
-            member = await conn.scalar(
-                select(meeting_agencies.c.agency_id).where(
-                    meeting_agencies.c.meeting_id == meeting_id, meeting_agencies.c.agency_id == principal.agency
-                )
-            )
-        if known is None or (principal.role not in OVERSEERS and member is None):
-            raise HTTPException(404, "会議が見つかりません (no such meeting)")
-        return await meetings_service.existing(meeting_id)
+        meeting = await meetings_service.load(meeting_id)
+        if meeting.version == 0 or not policy.sees_meeting(principal, meeting.members()):
+            raise HTTPException(404, NO_MEETING)
+        return meeting
 
     async def member_meeting(meeting_id: str, principal: Principal) -> Meeting:
+        """A meeting the caller may change: a member's (or an admin's); 403 for an auditor."""
         meeting = await visible_meeting(meeting_id, principal)
-        may_write(principal)
+        policy.meeting(principal, meeting.members(), Action.WRITE)
         return meeting
 
     @router.post(
@@ -426,7 +518,7 @@ def build_router(
         summary="Schedule a meeting (四者連携会議, 支援会議, 重層的支援会議)",
     )
     async def schedule(body: MeetingRequest, principal: Caller) -> MeetingView:
-        may_write(principal)
+        policy.may_write(principal)
         members = list(body.member_agency_ids)
         if body.district_id is not None:
             district = ward.district(body.district_id)
@@ -438,12 +530,11 @@ def build_router(
             _unprocessable("district_id", "四者連携会議には地区が必要です", "a four-party meeting needs a district")
         for index, agency_id in enumerate(members):
             check_agency(f"member_agency_ids.{index}", agency_id)
-        if principal.role != Role.ADMIN and principal.agency not in members:
-            members.append(principal.agency)
+        members = policy.members_of_new_meeting(principal, members)
         if not members:
             _unprocessable("member_agency_ids", "参加機関が必要です", "a meeting needs member agencies")
         meeting = await meetings_service.schedule(body.kind, body.scheduled_for, members, body.district_id, principal)
-        return meeting_view(meeting)
+        return await meeting_view(meeting)
 
     @router.get(
         "/meetings",
@@ -457,7 +548,7 @@ def build_router(
         limit: Annotated[int, Query(ge=1, le=500, description="At most this many.")] = 100,
     ) -> list[MeetingSummary]:
         query = select(meetings)
-        if principal.role not in OVERSEERS:
+        if not sees_every_record(principal):
             query = query.where(
                 meetings.c.meeting_id.in_(
                     select(meeting_agencies.c.meeting_id).where(meeting_agencies.c.agency_id == principal.agency)
@@ -479,9 +570,25 @@ def build_router(
             for r in rows
         ]
 
-    @router.get("/meetings/{meeting_id}", response_model=MeetingView, tags=["meetings"], summary="One meeting")
+    @router.get(
+        "/meetings/{meeting_id}",
+        response_model=MeetingView,
+        tags=["meetings"],
+        summary="One meeting, with its minutes and titles for its members",
+    )
     async def meeting_detail(meeting_id: str, principal: Caller) -> MeetingView:
-        return meeting_view(await visible_meeting(meeting_id, principal))
+        try:
+            meeting = await visible_meeting(meeting_id, principal)
+        except HTTPException:
+            await policy.log_text_read(
+                principal,
+                subject_id=meeting_id,
+                what="meeting_text",
+                person_ids=[None],
+                decision=Decision(False, "not_a_member"),
+            )
+            raise
+        return await meeting_view(meeting, principal=principal)
 
     @router.post(
         "/meetings/{meeting_id}/agenda-items",
@@ -491,9 +598,16 @@ def build_router(
         summary="Add an agenda item (a case or a district issue)",
     )
     async def agenda(meeting_id: str, body: AgendaItemRequest, principal: Caller) -> MeetingView:
-        await member_meeting(meeting_id, principal)
+        current = await member_meeting(meeting_id, principal)
         raised_by = body.raised_by_agency_id or principal.agency
         check_agency("raised_by_agency_id", raised_by)
+        person_id = body.person_id
+        if body.case_id is not None:
+            person_id = await policy.case_person(principal, body.case_id, person_id)
+        if person_id is not None:
+            await policy.persons_served(principal, [person_id])
+        if raised_by != principal.agency and raised_by not in current.members() and not principal.is_admin:
+            _unprocessable("raised_by_agency_id", "議題は会議の参加機関が提起します", "raised by a member agency")
         meeting, item_id = await meetings_service.add_agenda_item(
             meeting_id,
             kind=body.kind,
@@ -502,11 +616,11 @@ def build_router(
             categories=list(dict.fromkeys(body.categories)),
             gap_need=body.gap_need,
             case_id=body.case_id,
-            person_id=body.person_id,
+            person_id=person_id,
             consultation_id=body.consultation_id,
             principal=principal,
         )
-        return meeting_view(meeting, item_id)
+        return await meeting_view(meeting, item_id)
 
     @router.post(
         "/meetings/{meeting_id}/held",
@@ -515,9 +629,11 @@ def build_router(
         summary="Record that the meeting was held: attendance, persons discussed, minutes",
     )
     async def held(meeting_id: str, body: HoldRequest, principal: Caller) -> MeetingView:
-        await member_meeting(meeting_id, principal)
+        current = await member_meeting(meeting_id, principal)
         for index, agency_id in enumerate(body.attendee_agency_ids):
             check_agency(f"attendee_agency_ids.{index}", agency_id)
+        on_agenda = set(current.persons_on_agenda())
+        await policy.persons_served(principal, [p for p in body.person_ids if p not in on_agenda])
         meeting = await meetings_service.hold(
             meeting_id,
             attendee_agency_ids=body.attendee_agency_ids,
@@ -526,7 +642,7 @@ def build_router(
             minutes_summary=body.minutes_summary,
             principal=principal,
         )
-        return meeting_view(meeting)
+        return await meeting_view(meeting)
 
     @router.post(
         "/meetings/{meeting_id}/decisions",
@@ -552,22 +668,22 @@ def build_router(
             referral_id=body.referral_id,
             principal=principal,
         )
-        return meeting_view(meeting, decision_id)
+        return await meeting_view(meeting, decision_id)
 
     @router.post(
         "/meetings/{meeting_id}/action-items",
         status_code=201,
         response_model=MeetingView,
         tags=["meetings"],
-        summary="Assign an action item to an agency",
+        summary="Assign an action item to a member agency",
     )
     async def action_item(meeting_id: str, body: ActionItemRequest, principal: Caller) -> MeetingView:
         await member_meeting(meeting_id, principal)
         check_agency("agency_id", body.agency_id)
         meeting, action_id = await meetings_service.assign_action_item(
-            meeting_id, body.agency_id, body.title, body.due_on, principal
+            meeting_id, body.agency_id, body.title, body.due_on, principal, item_id=body.item_id
         )
-        return meeting_view(meeting, action_id)
+        return await meeting_view(meeting, action_id)
 
     @router.post(
         "/meetings/{meeting_id}/action-items/{action_id}/done",
@@ -577,7 +693,7 @@ def build_router(
     )
     async def action_done(meeting_id: str, action_id: str, principal: Caller) -> MeetingView:
         await member_meeting(meeting_id, principal)
-        return meeting_view(await meetings_service.action_item_done(meeting_id, action_id, principal))
+        return await meeting_view(await meetings_service.action_item_done(meeting_id, action_id, principal))
 
     @router.post(
         "/meetings/{meeting_id}/support-plan",
@@ -587,6 +703,7 @@ def build_router(
     )
     async def support_plan(meeting_id: str, body: SupportPlanRequest, principal: Caller) -> MeetingView:
         await member_meeting(meeting_id, principal)
+        await policy.case_person(principal, body.case_id, body.person_id)
         meeting = await meetings_service.decide_support_plan(
             meeting_id,
             case_id=body.case_id,
@@ -596,7 +713,7 @@ def build_router(
             review_due=body.review_due,
             principal=principal,
         )
-        return meeting_view(meeting)
+        return await meeting_view(meeting)
 
     @router.post(
         "/meetings/{meeting_id}/support-decision",
@@ -606,10 +723,11 @@ def build_router(
     )
     async def support_decision(meeting_id: str, body: SupportDecisionRequest, principal: Caller) -> MeetingView:
         await member_meeting(meeting_id, principal)
+        await policy.case_person(principal, body.case_id, body.person_id)
         meeting = await meetings_service.decide_support(
             meeting_id, case_id=body.case_id, person_id=body.person_id, decision=body.decision, principal=principal
         )
-        return meeting_view(meeting)
+        return await meeting_view(meeting)
 
     return router
 

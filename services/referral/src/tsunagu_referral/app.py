@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from tsunagu_events.contracts.intake import PersonErased
 from tsunagu_events.reference import ward_for
 from tsunagu_events.topics import events_topic
 from tsunagu_platform.auth import principal_dependency
 from tsunagu_platform.http import service_app
 from tsunagu_platform.runtime import ServiceRuntime
 
-from tsunagu_referral import consent_view
+from tsunagu_referral import consent_view, serving_view
 from tsunagu_referral.api import build_router, install_domain_errors, principal_of
 from tsunagu_referral.clock import Clock, offset_clock
-from tsunagu_referral.meetings import MeetingService
+from tsunagu_referral.meetings import MeetingService, erase_meeting_keys_of
 from tsunagu_referral.overdue import run_every
 from tsunagu_referral.referrals import ReferralService
 from tsunagu_referral.settings import ReferralSettings
@@ -31,7 +32,23 @@ def create_app(settings: ReferralSettings | None = None, *, clock: Clock | None 
     runtime.consume(
         "consent-view", [events_topic("intake")], consent_view.apply_intake_event, handles=consent_view.HANDLES
     )
+    # Its own consumer group, so that on its first start it reads intake's topic from the beginning
+    # and knows every person and case registered before it; per-stream order is the partition's.
+    runtime.consume(
+        "serving-view",
+        [events_topic("intake")],
+        serving_view.apply_intake_event,
+        handles=serving_view.HANDLES,
+        check_versions=False,
+    )
     runtime.erase_keys_on_person_erased()
+    runtime.consume(
+        "meeting-key-erasure",
+        [events_topic("intake")],
+        erase_meeting_keys_of(runtime),
+        handles=[PersonErased.event_type],
+        check_versions=False,
+    )
     if settings.overdue_interval_seconds > 0:
         interval = settings.overdue_interval_seconds
         runtime.background(lambda stop: run_every(referrals, interval, stop))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import date, datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import EventPayload, new_stream_id
-from tsunagu_events.contracts.common import ConsultationCategory
+from tsunagu_events.contracts.common import ConsultationCategory, Sealed
 from tsunagu_events.contracts.referral import (
     ActionItemAssigned,
     ActionItemDone,
+    AgendaItemAdded,
     AgendaItemKind,
     DecisionKind,
     MeetingHeld,
@@ -21,6 +24,8 @@ from tsunagu_events.contracts.referral import (
 )
 from tsunagu_events.reference import Ward
 from tsunagu_platform.auth import Principal
+from tsunagu_platform.consumer import Handler, ReceivedEvent
+from tsunagu_platform.crypto import PersonErasedError
 from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_platform.sql import insert_ignoring_duplicates, upsert
 
@@ -40,7 +45,40 @@ from tsunagu_referral.domain.meeting import (
     ScheduleMeeting,
 )
 from tsunagu_referral.streams import append, load
-from tsunagu_referral.tables import action_items, meeting_agencies, meetings, support_plans
+from tsunagu_referral.tables import action_items, meeting_agencies, meeting_persons, meetings, support_plans
+
+
+def owner_of(sealed: Sealed) -> str:
+    """Whose key sealed a value: the person's id or the meeting's (kid = keyring/owner/number)."""
+    parts = sealed.kid.rsplit("/", 2)
+    return parts[-2] if len(parts) == 3 else ""
+
+
+def sealed_json(sealed: Sealed | None) -> str | None:
+    return json.dumps(sealed.model_dump(), sort_keys=True) if sealed else None
+
+
+def sealed_from_json(raw: str | None) -> Sealed | None:
+    return Sealed.model_validate_json(raw) if raw else None
+
+
+def erase_meeting_keys_of(runtime: ServiceRuntime) -> Handler:
+    """On PersonErased: erase the key of every meeting that discussed the person.
+
+    The meeting's own text (its minutes, text about no single person) may name anyone it
+    discussed, so once one of them is erased it is unreadable to everyone, like the text
+    sealed with the person's own key.
+    """
+
+    async def erase(conn: AsyncConnection, event: ReceivedEvent) -> None:
+        person_id = event.envelope.data.get("person_id")
+        if not isinstance(person_id, str):
+            return
+        rows = await conn.execute(select(meeting_persons.c.meeting_id).where(meeting_persons.c.person_id == person_id))
+        for (meeting_id,) in rows.all():
+            await runtime.keys.erase(meeting_id)
+
+    return erase
 
 
 class MeetingService:
@@ -93,21 +131,23 @@ class MeetingService:
             await consent_view.live_consents(self.runtime.reader, person_id), today=today
         )
         item_id = new_stream_id("item")
-        decided = meeting.add_agenda_item(
-            AddAgendaItem(
-                item_id=item_id,
-                kind=kind,
-                raised_by_agency_id=raised_by_agency_id,
-                title=title,
-                raised_by_district_window=district_window,
-                categories=categories,
-                gap_need=gap_need,
-                case_id=case_id,
-                person_id=person_id,
-                consultation_id=consultation_id,
-                person_has_consent=consented,
-            )
+        command = AddAgendaItem(
+            item_id=item_id,
+            kind=kind,
+            raised_by_agency_id=raised_by_agency_id,
+            title=title,
+            raised_by_district_window=district_window,
+            categories=categories,
+            gap_need=gap_need,
+            case_id=case_id,
+            person_id=person_id,
+            consultation_id=consultation_id,
+            person_has_consent=consented,
         )
+        # Decide once before sealing: a refused item leaves no key behind.
+        meeting.add_agenda_item(command)
+        sealed = await self.runtime.keys.seal(person_id or meeting_id, title)
+        decided = meeting.add_agenda_item(dataclasses.replace(command, sealed_title=sealed))
         return await self._commit(meeting, decided, principal), item_id
 
     async def hold(
@@ -122,21 +162,28 @@ class MeetingService:
     ) -> Meeting:
         meeting = await self.existing(meeting_id)
         today = today_in_japan(self.clock())
+        for person_id in person_ids:
+            if await consent_view.is_erased(self.runtime.reader, person_id):
+                raise PersonErasedError(person_id)
         with_consent = [
             p
             for p in dict.fromkeys([*person_ids, *meeting.persons_on_agenda()])
             if has_any_consent(await consent_view.live_consents(self.runtime.reader, p), today=today)
         ]
-        decided = meeting.hold(
-            HoldMeeting(
-                held_at=self.clock(),
-                attendee_agency_ids=attendee_agency_ids,
-                confidentiality_acknowledged=confidentiality_acknowledged,
-                person_ids=person_ids,
-                minutes_summary=minutes_summary,
-                persons_with_consent=with_consent,
-            )
+        command = HoldMeeting(
+            held_at=self.clock(),
+            attendee_agency_ids=attendee_agency_ids,
+            confidentiality_acknowledged=confidentiality_acknowledged,
+            person_ids=person_ids,
+            minutes_summary=minutes_summary,
+            persons_with_consent=with_consent,
         )
+        if minutes_summary:
+            meeting.hold(command)
+            command = dataclasses.replace(
+                command, sealed_minutes=await self.runtime.keys.seal(meeting_id, minutes_summary)
+            )
+        decided = meeting.hold(command)
         return await self._commit(meeting, decided, principal)
 
     async def decide(
@@ -158,27 +205,42 @@ class MeetingService:
             area = self.ward.area(district.area) if district else None
             branch_office_id = area.branch_office.id if area else None
         decision_id = new_stream_id("decision")
-        decided = meeting.record_decision(
-            RecordDecision(
-                decision_id=decision_id,
-                kind=kind,
-                title=title,
-                decided_at=self.clock(),
-                item_id=item_id,
-                categories=categories,
-                gap_need=gap_need,
-                branch_office_id=branch_office_id,
-                referral_id=referral_id,
-            )
+        command = RecordDecision(
+            decision_id=decision_id,
+            kind=kind,
+            title=title,
+            decided_at=self.clock(),
+            item_id=item_id,
+            categories=categories,
+            gap_need=gap_need,
+            branch_office_id=branch_office_id,
+            referral_id=referral_id,
         )
+        meeting.record_decision(command)
+        if not meeting.decision_title_is_public(kind, item_id):
+            owner = meeting.person_of_item(item_id) or meeting_id
+            command = dataclasses.replace(command, sealed_title=await self.runtime.keys.seal(owner, title))
+        decided = meeting.record_decision(command)
         return await self._commit(meeting, decided, principal), decision_id
 
     async def assign_action_item(
-        self, meeting_id: str, agency_id: str, title: str, due_on: date, principal: Principal | None
+        self,
+        meeting_id: str,
+        agency_id: str,
+        title: str,
+        due_on: date,
+        principal: Principal | None,
+        item_id: str | None = None,
     ) -> tuple[Meeting, str]:
         meeting = await self.existing(meeting_id)
         action_id = new_stream_id("action")
-        decided = meeting.assign_action_item(AssignActionItem(action_id, agency_id, title, due_on))
+        command = AssignActionItem(
+            action_id, agency_id, title, due_on, item_id=item_id, assignee_is_member=agency_id in meeting.members()
+        )
+        meeting.assign_action_item(command)
+        owner = meeting.person_of_item(item_id) or meeting_id
+        sealed = await self.runtime.keys.seal(owner, title)
+        decided = meeting.assign_action_item(dataclasses.replace(command, sealed_title=sealed))
         return await self._commit(meeting, decided, principal), action_id
 
     async def action_item_done(self, meeting_id: str, action_id: str, principal: Principal | None) -> Meeting:
@@ -259,6 +321,9 @@ class MeetingService:
                 .values(state="held", held_at=event.held_at)
             )
             await self._agencies(conn, event.meeting_id, event.attendee_agency_ids)
+            await self._persons(conn, event.meeting_id, event.person_ids)
+        elif isinstance(event, AgendaItemAdded) and event.person_id:
+            await self._persons(conn, event.meeting_id, [event.person_id])
         elif isinstance(event, ActionItemAssigned):
             await upsert(
                 conn,
@@ -268,7 +333,7 @@ class MeetingService:
                         "action_id": event.action_id,
                         "meeting_id": event.meeting_id,
                         "agency_id": event.agency_id,
-                        "title": event.title,
+                        "title": sealed_json(event.title),
                         "due_on": event.due_on,
                         "done_at": None,
                     }
@@ -297,6 +362,12 @@ class MeetingService:
                     }
                 ],
             )
+
+    @staticmethod
+    async def _persons(conn: AsyncConnection, meeting_id: str, person_ids: Sequence[str]) -> None:
+        await insert_ignoring_duplicates(
+            conn, meeting_persons, [{"meeting_id": meeting_id, "person_id": p} for p in dict.fromkeys(person_ids)]
+        )
 
     @staticmethod
     async def _agencies(conn: AsyncConnection, meeting_id: str, agency_ids: Sequence[str]) -> None:

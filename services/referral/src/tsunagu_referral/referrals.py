@@ -4,7 +4,7 @@ update the read model in the same transaction. Handlers never publish to Kafka."
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -63,6 +63,10 @@ _UPSERT_REFERRAL = BulkInsert(
 )
 
 
+Guard = Callable[[AsyncConnection], Awaitable[None]]
+"""A check run on the command's connection before it decides (raises to refuse)."""
+
+
 class PersonErased(InvalidTransition):
     code = "person_erased"
 
@@ -91,7 +95,8 @@ class ReferralService:
     async def load(self, referral_id: str) -> Referral:
         return Referral.from_events(referral_id, await load(self.runtime, referral_id))
 
-    async def request(self, new: NewReferral, principal: Principal | None) -> Referral:
+    async def request(self, new: NewReferral, principal: Principal | None, guard: Guard | None = None) -> Referral:
+        """`guard` (the access policy) is asked first, on the command's connection."""
         runtime = self.runtime
         referral_id = new.referral_id or new_stream_id("referral")
         now = self.clock()
@@ -99,10 +104,14 @@ class ReferralService:
         if new.reason:
             # Decide once before sealing: a refused referral leaves no key behind.
             async with runtime.reader.connect() as conn:
+                if guard is not None:
+                    await guard(conn)
                 command = await self._request_command(conn, referral_id, new, now, None)
                 Referral.from_events(referral_id, await load_in(runtime, conn, referral_id)).request(command)
             sealed = await runtime.keys.seal(new.person_id, new.reason)
         async with self.runtime.transaction() as conn:
+            if guard is not None:
+                await guard(conn)
             command = await self._request_command(conn, referral_id, new, now, sealed)
             referral = Referral.from_events(referral_id, await load_in(runtime, conn, referral_id))
             await self._append_and_project(conn, referral, referral.request(command), principal)

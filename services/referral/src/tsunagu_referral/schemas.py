@@ -91,6 +91,9 @@ class ReferralView(BaseModel):
     version: int = Field(description="Stream version (for concurrency).")
     reason: str | None = Field(default=None, description="Reason in words (detail view only; None once erased).")
     feedback: str | None = Field(default=None, description="Feedback to the referrer (detail view only).")
+    text_withheld: bool = Field(
+        default=False, description="Reason and feedback withheld: the caller may not read personal text (auditors)."
+    )
 
 
 class MeetingRequest(Body):
@@ -111,7 +114,11 @@ class AgendaItemRequest(Body):
     raised_by_agency_id: AgencyId | None = Field(
         default=None, description="Window raising it; defaults to the caller's."
     )
-    title: str = Field(min_length=1, max_length=200, description="Short title; no personal data.")
+    title: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Short title; stored encrypted (with the person's key for an item about a person).",
+    )
     categories: list[ConsultationCategory] = Field(default_factory=list, max_length=14, description="Topics.")
     gap_need: bool = Field(default=False, description="A need no program owns (狭間のニーズ).")
     case_id: Id | None = Field(default=None, description="For a case item.")
@@ -123,12 +130,19 @@ class HoldRequest(Body):
     attendee_agency_ids: list[AgencyId] = Field(min_length=1, max_length=50, description="Agencies present.")
     confidentiality_acknowledged: bool = Field(default=False, description="Members acknowledged confidentiality.")
     person_ids: list[Id] = Field(default_factory=list, max_length=50, description="Persons discussed.")
-    minutes_summary: str | None = Field(default=None, max_length=4000, description="Minutes; no personal data.")
+    minutes_summary: str | None = Field(
+        default=None, max_length=4000, description="Minutes; stored encrypted, readable by the members only."
+    )
 
 
 class DecisionRequest(Body):
     kind: DecisionKind = Field(description="develop_resource, escalate_to_branch_office, refer or keep_watching.")
-    title: str = Field(min_length=1, max_length=200, description="What was decided; no personal data.")
+    title: str = Field(
+        min_length=1,
+        max_length=200,
+        description="What was decided; stored encrypted, except a develop_resource decision about no person "
+        "(it becomes the district issue's title in resources).",
+    )
     item_id: Id | None = Field(default=None, description="Agenda item decided on.")
     categories: list[ConsultationCategory] = Field(default_factory=list, max_length=14, description="Topics.")
     gap_need: bool = Field(default=False, description="Taken up as a gap need.")
@@ -139,9 +153,12 @@ class DecisionRequest(Body):
 
 
 class ActionItemRequest(Body):
-    agency_id: AgencyId = Field(description="Who does it.")
-    title: str = Field(min_length=1, max_length=200, description="What; no personal data.")
+    agency_id: AgencyId = Field(description="Who does it (a member agency of the meeting).")
+    title: str = Field(min_length=1, max_length=200, description="What; stored encrypted.")
     due_on: Day = Field(description="By when.")
+    item_id: Id | None = Field(
+        default=None, description="The agenda item it follows from (its person's key seals the title)."
+    )
 
 
 class SupportPlanRequest(Body):
@@ -164,7 +181,7 @@ class ActionItemView(BaseModel):
     action_id: str = Field(description="Action item id.")
     meeting_id: str = Field(description="Meeting it came from.")
     agency_id: str = Field(description="Who does it.")
-    title: str = Field(description="What.")
+    title: str | None = Field(description="What (None when not readable by the caller, or erased).")
     due_on: date = Field(description="By when.")
     done: bool = Field(description="Done.")
 
@@ -172,7 +189,7 @@ class ActionItemView(BaseModel):
 class AgendaItemView(BaseModel):
     item_id: str = Field(description="Agenda item id.")
     kind: str = Field(description="case or district_issue.")
-    title: str = Field(description="Title.")
+    title: str | None = Field(description="Title (detail view for members only; None once erased).")
     gap_need: bool = Field(description="Gap need.")
 
 
@@ -190,6 +207,10 @@ class MeetingView(BaseModel):
     agenda: list[AgendaItemView] = Field(description="Agenda items.")
     decisions: list[str] = Field(description="Decision ids.")
     action_items: list[ActionItemView] = Field(description="Action items.")
+    minutes_summary: str | None = Field(default=None, description="Minutes (detail view for members only).")
+    text_withheld: bool = Field(
+        default=False, description="Minutes and titles withheld: the caller may not read them (auditors)."
+    )
     version: int = Field(description="Stream version.")
     created_id: str | None = Field(
         default=None, description="Id of what the last command created (item, decision, action)."

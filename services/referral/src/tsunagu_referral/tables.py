@@ -83,13 +83,15 @@ meeting_agencies = Table(
     Column("agency_id", String(64), primary_key=True, index=True),
 )
 
+# The action items' inbox. The title is kept as its sealed JSON (never in plaintext); the
+# table of releases before meeting text was sealed (`referral_action_items`) is no longer used.
 action_items = Table(
-    "referral_action_items",
+    "referral_meeting_action_items",
     metadata,
     Column("action_id", String(128), primary_key=True),
     Column("meeting_id", String(128), nullable=False, index=True),
     Column("agency_id", String(64), nullable=False, index=True),
-    Column("title", String(200), nullable=False),
+    Column("title", Text),
     Column("due_on", Date, nullable=False),
     Column("done_at", DateTime(timezone=True)),
 )
@@ -101,4 +103,50 @@ support_plans = Table(
     Column("person_id", String(128), nullable=False),
     Column("decisions", Integer, nullable=False),
     Column("last_meeting_id", String(128), nullable=False),
+)
+
+# Which agencies serve a person, from intake's events: the window that registered them
+# (the actor of PersonRegistered) and the lead agency of each of their cases (open or not).
+person_agencies = Table(
+    "referral_person_agencies",
+    metadata,
+    Column("person_id", String(128), primary_key=True),
+    Column("agency_id", String(64), primary_key=True),
+    Column("basis", String(32), primary_key=True),
+)
+
+cases = Table(
+    "referral_cases",
+    metadata,
+    Column("case_id", String(128), primary_key=True),
+    Column("person_id", String(128), nullable=False, index=True),
+    Column("lead_agency_id", String(64), nullable=False),
+    Column("open", Boolean, nullable=False),
+)
+
+# Every read of personal text (referral reasons and feedback, meeting minutes and titles),
+# granted or denied; the shape of intake's access log, with the referral or meeting read.
+access_log = Table(
+    "referral_access_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("staff", String(64), nullable=False),
+    Column("agency", String(100), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("person_id", String(128), index=True),
+    Column("subject_id", String(128), nullable=False, index=True),
+    Column("what", String(64), nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("basis", String(64), nullable=False),
+)
+
+# Persons a meeting discussed (on its agenda or at its holding). A meeting's own text (minutes,
+# text about no single person) is sealed with the meeting's key, and free text may mention any
+# of them: when one of them is erased, the meeting's key is erased too.
+meeting_persons = Table(
+    "referral_meeting_persons",
+    metadata,
+    Column("meeting_id", String(128), primary_key=True),
+    Column("person_id", String(128), primary_key=True, index=True),
 )

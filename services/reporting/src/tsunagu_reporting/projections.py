@@ -37,7 +37,15 @@ from tsunagu_reporting.domain.facts import (
     referral_facts,
     simple_facts,
 )
-from tsunagu_reporting.domain.timeline import agency_of, grants_of, persons_in, redact, service_of, short_type
+from tsunagu_reporting.domain.timeline import (
+    agency_of,
+    grants_of,
+    persons_in,
+    redact,
+    service_of,
+    short_type,
+    without_meeting_text,
+)
 from tsunagu_reporting.queries import end_of_day_utc
 
 SOURCE_TOPICS: tuple[str, ...] = (events_topic("intake"), events_topic("referral"), events_topic("resources"))
@@ -454,7 +462,8 @@ class Timelines:
                 known[key] = (person, case_id)
                 new_links[key] = (key, person, case_id)
             recorded = format_time(envelope.time)
-            body = json.dumps(redact(data, service_of(envelope.type)), ensure_ascii=False, sort_keys=True)
+            text_free = without_meeting_text(envelope.type, data)
+            body = json.dumps(redact(text_free, service_of(envelope.type)), ensure_ascii=False, sort_keys=True)
             agency = agency_of(data, envelope.actoragency)
             targets: list[str | None] = [*persons] or [None]
             entries += [

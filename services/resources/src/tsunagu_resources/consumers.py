@@ -58,7 +58,8 @@ def register_consumers(service: ResourcesService) -> None:
         command = RaiseDistrictIssue(
             issue_id=issue_id_for_decision(payload.decision_id),
             district_id=payload.district_id,
-            title=payload.title,
+            # A decision about a person keeps its text sealed in referral (no public title).
+            title=payload.title or "四者連携会議で決定した地域資源の開発",
             source=IssueSource.FOUR_PARTY_MEETING,
             raised_on=payload.decided_at.astimezone(JST).date(),
             categories=tuple(payload.categories),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -127,7 +128,8 @@ class MeetingScheduled(EventPayload):
 
 
 @registry.event(PREFIX + "AgendaItemAdded", 1)
-class AgendaItemAdded(EventPayload):
+class AgendaItemAddedV1(EventPayload):
+    # v1 kept its title in plaintext; it reads as v2 with the title in `legacy_title`.
     meeting_id: str = Field(description="Meeting stream id.")
     item_id: str = Field(description="Agenda item id.")
     kind: AgendaItemKind = Field(description="A case, or a district issue.")
@@ -141,8 +143,10 @@ class AgendaItemAdded(EventPayload):
 
 
 @registry.event(PREFIX + "MeetingHeld", 1)
-class MeetingHeld(EventPayload):
+class MeetingHeldV1(EventPayload):
     """Attendance and legal basis; support meetings share without consent under confidentiality."""
+
+    # v1 kept the minutes in plaintext; it reads as v2 with them in `legacy_minutes_summary`.
 
     meeting_id: str = Field(description="Meeting stream id.")
     kind: MeetingKind = Field(description="Kind of meeting.")
@@ -157,7 +161,8 @@ class MeetingHeld(EventPayload):
 
 
 @registry.event(PREFIX + "MeetingDecisionMade", 1)
-class MeetingDecisionMade(EventPayload):
+class MeetingDecisionMadeV1(EventPayload):
+    # v1 kept every decision's title in plaintext; it reads as v2 with it in `title`.
     meeting_id: str = Field(description="Meeting stream id.")
     decision_id: str = Field(description="Decision id.")
     item_id: str | None = Field(default=None, description="Agenda item decided on.")
@@ -172,7 +177,8 @@ class MeetingDecisionMade(EventPayload):
 
 
 @registry.event(PREFIX + "ActionItemAssigned", 1)
-class ActionItemAssigned(EventPayload):
+class ActionItemAssignedV1(EventPayload):
+    # v1 kept its title in plaintext; it reads as v2 with the title in `legacy_title`.
     meeting_id: str = Field(description="Meeting stream id.")
     action_id: str = Field(description="Action item id.")
     agency_id: str = Field(description="Who does it.")
@@ -209,3 +215,111 @@ class SupportDecided(EventPayload):
     person_id: PersonId = Field(description="The person.")
     decision: str = Field(pattern=r"^(start|end)$", description="start or end.")
     decided_at: datetime = Field(description="When.")
+
+
+# -- v2: the meetings' free text sealed ---------------------------------------------------
+#
+# Minutes, agenda titles, decisions and action titles are free text and staff do write names,
+# addresses and diagnoses in them. From v2 they travel sealed: with the key of the person the
+# text is about (an item about a case or a person), so the person's erasure makes every copy
+# unreadable, or with the meeting's own key (`<keyring>/<meeting id>/1`), readable by the
+# meeting's members in the referral service only. v1 events stay readable through the
+# upcasters below, their old plaintext in a `legacy_*` field that v2 writers never set.
+
+SEALED_TEXT_NOTE = "Encrypted with the person's key (text about a person) or the meeting's key."
+
+
+@registry.event(PREFIX + "AgendaItemAdded", 2)
+class AgendaItemAdded(EventPayload):
+    meeting_id: str = Field(description="Meeting stream id.")
+    item_id: str = Field(description="Agenda item id.")
+    kind: AgendaItemKind = Field(description="A case, or a district issue.")
+    raised_by_agency_id: str = Field(description="Window that raised it.")
+    title: Sealed | None = Field(default=None, description="Short title. " + SEALED_TEXT_NOTE)
+    legacy_title: str | None = Field(
+        default=None, max_length=200, description="Only on events stored as v1: their plaintext title."
+    )
+    categories: list[ConsultationCategory] = Field(default_factory=list, description="Topics.")
+    gap_need: bool = Field(default=False, description="A need no program owns (狭間のニーズ).")
+    case_id: str | None = Field(default=None, description="For a case item.")
+    person_id: PersonId | None = Field(default=None, description="For a case item.")
+    consultation_id: str | None = Field(default=None, description="The consultation that raised it, if any.")
+
+
+@registry.upcaster(PREFIX + "AgendaItemAdded", from_version=1)
+def _agenda_item_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    title = data.pop("title", None)
+    return {**data, "title": None, "legacy_title": title}
+
+
+@registry.event(PREFIX + "MeetingHeld", 2)
+class MeetingHeld(EventPayload):
+    """Attendance and legal basis; support meetings share without consent under confidentiality."""
+
+    meeting_id: str = Field(description="Meeting stream id.")
+    kind: MeetingKind = Field(description="Kind of meeting.")
+    held_at: datetime = Field(description="When.")
+    attendee_agency_ids: list[str] = Field(min_length=1, description="Agencies present.")
+    legal_basis: LegalBasis = Field(description="Consent, or the support meeting's statutory basis.")
+    confidentiality_acknowledged: bool = Field(description="Members acknowledged the duty of confidentiality.")
+    person_ids: list[PersonId] = Field(default_factory=list, description="Persons discussed.")
+    minutes_summary: Sealed | None = Field(
+        default=None, description="Minutes, encrypted with the meeting's key (members only)."
+    )
+    legacy_minutes_summary: str | None = Field(
+        default=None, max_length=4000, description="Only on events stored as v1: their plaintext minutes."
+    )
+
+
+@registry.upcaster(PREFIX + "MeetingHeld", from_version=1)
+def _meeting_held_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    minutes = data.pop("minutes_summary", None)
+    return {**data, "minutes_summary": None, "legacy_minutes_summary": minutes}
+
+
+@registry.event(PREFIX + "MeetingDecisionMade", 2)
+class MeetingDecisionMade(EventPayload):
+    """`title` is public only for a district's develop_resource decision about no person, which
+    resources turns into a district issue; every other decision's text is in `sealed_title`."""
+
+    meeting_id: str = Field(description="Meeting stream id.")
+    decision_id: str = Field(description="Decision id.")
+    item_id: str | None = Field(default=None, description="Agenda item decided on.")
+    kind: DecisionKind = Field(description="develop_resource, escalate_to_branch_office, refer, keep_watching.")
+    district_id: str | None = Field(default=None, description="District concerned.")
+    title: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Public title of a develop_resource decision about no person (the district issue's title).",
+    )
+    sealed_title: Sealed | None = Field(default=None, description="What was decided. " + SEALED_TEXT_NOTE)
+    categories: list[ConsultationCategory] = Field(default_factory=list, description="Topics.")
+    gap_need: bool = Field(default=False, description="Taken up as a gap need.")
+    branch_office_id: str | None = Field(default=None, description="For an escalation.")
+    referral_id: str | None = Field(default=None, description="For a referral decision.")
+    decided_at: datetime = Field(description="When.")
+
+
+@registry.upcaster(PREFIX + "MeetingDecisionMade", from_version=1)
+def _decision_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "sealed_title": None}
+
+
+@registry.event(PREFIX + "ActionItemAssigned", 2)
+class ActionItemAssigned(EventPayload):
+    meeting_id: str = Field(description="Meeting stream id.")
+    action_id: str = Field(description="Action item id.")
+    agency_id: str = Field(description="Who does it (a member agency of the meeting).")
+    item_id: str | None = Field(default=None, description="The agenda item it follows from, if any.")
+    title: Sealed | None = Field(default=None, description="What. " + SEALED_TEXT_NOTE)
+    legacy_title: str | None = Field(
+        default=None, max_length=200, description="Only on events stored as v1: their plaintext title."
+    )
+    due_on: date = Field(description="By when.")
+
+
+@registry.upcaster(PREFIX + "ActionItemAssigned", from_version=1)
+def _action_item_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    title = data.pop("title", None)
+    return {**data, "title": None, "legacy_title": title}

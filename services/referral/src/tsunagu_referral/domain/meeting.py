@@ -115,6 +115,8 @@ class AddAgendaItem:
     consultation_id: str | None = None
     person_has_consent: bool = False
     """For a case item naming a person: whether the consent view holds their consent."""
+    sealed_title: Sealed | None = None
+    """The title as it travels: sealed by the application (the person's key or the meeting's)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class HoldMeeting:
     minutes_summary: str | None = None
     persons_with_consent: Collection[str] = ()
     """Of the persons discussed, those whose consent the consent view holds."""
+    sealed_minutes: Sealed | None = None
+    """The minutes as they travel, sealed with the meeting's key."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class RecordDecision:
     gap_need: bool = False
     branch_office_id: str | None = None
     referral_id: str | None = None
+    sealed_title: Sealed | None = None
+    """The text as it travels, sealed (see `Meeting.decision_title_is_public`)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,10 @@ class AssignActionItem:
     agency_id: str
     title: str
     due_on: date
+    item_id: str | None = None
+    sealed_title: Sealed | None = None
+    assignee_is_member: bool = True
+    """The agency is one of the meeting's member agencies (an action item is the meeting's own)."""
 
 
 @dataclass(frozen=True)
@@ -179,19 +189,23 @@ class DecideSupport:
 class AgendaItem:
     item_id: str
     kind: AgendaItemKind
-    title: str
+    title: Sealed | None
     gap_need: bool
     categories: list[ConsultationCategory]
     person_id: str | None = None
+    legacy_title: str | None = None
+    """The plaintext title of an item recorded before titles were sealed (v1 events)."""
 
 
 @dataclass
 class ActionItem:
     action_id: str
     agency_id: str
-    title: str
+    title: Sealed | None
     due_on: date
     done: bool = False
+    legacy_title: str | None = None
+    item_id: str | None = None
 
 
 @dataclass
@@ -208,6 +222,8 @@ class Meeting:
     agenda: dict[str, AgendaItem] = field(default_factory=dict)
     actions: dict[str, ActionItem] = field(default_factory=dict)
     decisions: list[str] = field(default_factory=list)
+    minutes_summary: Sealed | None = None
+    legacy_minutes_summary: str | None = None
 
     @classmethod
     def from_events(cls, meeting_id: str, events: Iterable[EventPayload]) -> Meeting:
@@ -265,7 +281,7 @@ class Meeting:
                 item_id=command.item_id,
                 kind=command.kind,
                 raised_by_agency_id=command.raised_by_agency_id,
-                title=command.title,
+                title=command.sealed_title,
                 categories=list(command.categories),
                 gap_need=command.gap_need,
                 case_id=command.case_id,
@@ -304,7 +320,7 @@ class Meeting:
                 legal_basis=basis,
                 confidentiality_acknowledged=command.confidentiality_acknowledged,
                 person_ids=persons,
-                minutes_summary=command.minutes_summary,
+                minutes_summary=command.sealed_minutes,
             )
         ]
 
@@ -339,7 +355,8 @@ class Meeting:
                 item_id=command.item_id,
                 kind=command.kind,
                 district_id=self.district_id,
-                title=command.title,
+                title=command.title if self.decision_title_is_public(command.kind, command.item_id) else None,
+                sealed_title=command.sealed_title,
                 categories=categories,
                 gap_need=command.gap_need or (item.gap_need if item else False),
                 branch_office_id=command.branch_office_id,
@@ -355,12 +372,19 @@ class Meeting:
             raise InvalidTransition(
                 "この課題は登録済みです", "action item already assigned", current_state=self.state.value
             )
+        if not command.assignee_is_member:
+            raise InvalidCommand(
+                "agency_id", "アクション項目は会議の参加機関に割り当てます", "assign action items to member agencies"
+            )
+        if command.item_id is not None and command.item_id not in self.agenda:
+            raise NotFound("議題が見つかりません", "no such agenda item", item_id=command.item_id)
         return [
             ActionItemAssigned(
                 meeting_id=self.meeting_id,
                 action_id=command.action_id,
                 agency_id=command.agency_id,
-                title=command.title,
+                item_id=command.item_id,
+                title=command.sealed_title,
                 due_on=command.due_on,
             )
         ]
@@ -421,6 +445,20 @@ class Meeting:
     def persons_on_agenda(self) -> list[str]:
         return [i.person_id for i in self.agenda.values() if i.person_id]
 
+    def person_of_item(self, item_id: str | None) -> str | None:
+        """The person an agenda item is about (whose key seals text about it), if any."""
+        item = self.agenda.get(item_id) if item_id else None
+        return item.person_id if item else None
+
+    def members(self) -> list[str]:
+        """Invited agencies and those a member recorded as attending."""
+        return list(dict.fromkeys([*self.member_agency_ids, *self.attendee_agency_ids]))
+
+    def decision_title_is_public(self, kind: DecisionKind, item_id: str | None) -> bool:
+        """Only a district's develop_resource decision about no person keeps a public title:
+        resources turns it into a district issue. Every other decision's text is sealed."""
+        return kind is DecisionKind.DEVELOP_RESOURCE and self.person_of_item(item_id) is None
+
     def _require_held_multi_layered(self, person_id: str) -> None:
         if self.kind is not MeetingKind.MULTI_LAYERED:
             raise InvalidTransition(
@@ -461,16 +499,31 @@ class Meeting:
             self.member_agency_ids = list(event.member_agency_ids)
         elif isinstance(event, AgendaItemAdded):
             self.agenda[event.item_id] = AgendaItem(
-                event.item_id, event.kind, event.title, event.gap_need, list(event.categories), event.person_id
+                event.item_id,
+                event.kind,
+                event.title,
+                event.gap_need,
+                list(event.categories),
+                event.person_id,
+                event.legacy_title,
             )
         elif isinstance(event, MeetingHeld):
             self.state = MeetingState.HELD
             self.attendee_agency_ids = list(event.attendee_agency_ids)
             self.person_ids = list(event.person_ids)
             self.legal_basis = event.legal_basis
+            self.minutes_summary = event.minutes_summary
+            self.legacy_minutes_summary = event.legacy_minutes_summary
         elif isinstance(event, MeetingDecisionMade):
             self.decisions.append(event.decision_id)
         elif isinstance(event, ActionItemAssigned):
-            self.actions[event.action_id] = ActionItem(event.action_id, event.agency_id, event.title, event.due_on)
+            self.actions[event.action_id] = ActionItem(
+                event.action_id,
+                event.agency_id,
+                event.title,
+                event.due_on,
+                legacy_title=event.legacy_title,
+                item_id=event.item_id,
+            )
         elif isinstance(event, ActionItemDone) and event.action_id in self.actions:
             self.actions[event.action_id].done = True

@@ -81,6 +81,22 @@ def redact(value: Any, service: str) -> Any:
     return value
 
 
+MEETING_TEXT_EVENTS = frozenset({"AgendaItemAdded", "MeetingHeld", "MeetingDecisionMade", "ActionItemAssigned"})
+MEETING_TEXT_FIELDS = ("title", "legacy_title", "sealed_title", "minutes_summary", "legacy_minutes_summary")
+
+
+def without_meeting_text(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A meeting event's data with its free text (titles, minutes) replaced by a protected marker.
+
+    Staff write names, addresses and diagnoses in it; events published before it was sealed
+    carry it in plaintext, and even a public decision title is not reporting's to keep. The
+    timeline keeps the event's kind, agencies and ids; the text is read in referral by members.
+    """
+    if not event_type.startswith("tsunagu.referral.") or short_type(event_type) not in MEETING_TEXT_EVENTS:
+        return dict(data)
+    return {k: (protected_marker("referral") if k in MEETING_TEXT_FIELDS and v else v) for k, v in data.items()}
+
+
 AGENCY_FIELDS = (
     "agency_id",
     "window_id",
