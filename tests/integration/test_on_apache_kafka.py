@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from tsunagu_events.topics import dlq_topic
-from tsunagu_platform.apache_kafka import ApacheKafka, KafkaUnavailable
+from tsunagu_platform.apache_kafka import KAFKA_VERSION, ApacheKafka, KafkaUnavailable
 from tsunagu_platform.consumer import DeadLetters, EventConsumer
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.example import append_tallies, count_inbox, handle_tally, migrate, read_totals
@@ -31,6 +31,18 @@ from tsunagu_platform.testing import kafka_skip_or_fail
 from .processes import APACHE_KAFKA, TANSU, broker_of, eventually, run
 
 pytestmark = pytest.mark.integration
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_broker_under_test_is_the_release_compose_deploys() -> None:
+    """deploy/kafka-dist's kafka.version, the fixture's and the Makefile's KAFKA_VERSION and compose's image agree."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    pom = (ROOT / "deploy" / "kafka-dist" / "pom.xml").read_text()
+    assert f"\nKAFKA_VERSION := {KAFKA_VERSION}\n" in (ROOT / "Makefile").read_text()
+    assert f"image: apache/kafka:{KAFKA_VERSION}\n" in compose
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
 
 
 def on(request: pytest.FixtureRequest) -> str:

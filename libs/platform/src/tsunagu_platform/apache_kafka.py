@@ -102,7 +102,7 @@ def resolve_distribution(root: Path | None = None) -> Path:
             return home
         shutil.rmtree(home / "libs", ignore_errors=True)
         command = [
-            mvn, "-q", "-B", "-f", str(root / "deploy" / "kafka-dist" / "pom.xml"),
+            mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(root / "deploy" / "kafka-dist" / "pom.xml"),
             f"-Dmaven.repo.local={root / '.tools' / 'm2'}",
             f"-DoutputDirectory={home / 'libs'}",
             "dependency:copy-dependencies",
