@@ -203,11 +203,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper (the watchdog's parent, a worker, has gone)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 @pytest.fixture
