@@ -149,7 +149,10 @@ def apache_kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     directory, owner = _run_directory(tmp_path_factory)
     state = directory / KAFKA_STATE
     kafka: ApacheKafka | None = None
+    failed = directory / "apache-kafka.failed"
     with file_lock(directory / "apache-kafka.lock"):
+        if failed.is_file():
+            pytest.fail(f"Apache Kafka did not start for this run (another worker tried):\n{failed.read_text()}")
         if state.is_file():
             bootstrap = str(json.loads(state.read_text())["bootstrap"])
             if asyncio.run(brokers_answering(bootstrap)) < 1:
@@ -160,7 +163,11 @@ def apache_kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             except KafkaUnavailable as reason:
                 kafka_skip_or_fail(str(reason))
                 raise
-            kafka.start()
+            try:
+                kafka.start()
+            except Exception as error:
+                failed.write_text(f"{type(error).__name__}: {error}")
+                raise
             bootstrap = kafka.bootstrap_servers
             pids = [n.process.pid for n in kafka.nodes if n.process is not None]
             logs = [str(n.log_path) for n in kafka.nodes]
