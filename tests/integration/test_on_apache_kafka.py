@@ -2,8 +2,8 @@
 
 The whole integration suite runs on both brokers (conftest.py); the tests here show, on both,
 each difference docs/operations.md ("Apache Kafka") lists, so that a change of either broker
-shows up as a failing test rather than as a surprise in production. The last test runs a
-three-node KRaft cluster (replication 3, min.insync.replicas 2) and kills a broker under load.
+shows up as a failing test rather than as a surprise in production. The last two tests run a
+three-node KRaft cluster (replication 3, min.insync.replicas 2) and kill -9 a broker under load.
 """
 
 from __future__ import annotations
