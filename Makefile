@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYPROJECTS := pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: run test lint typecheck unit postgres schemas bench token clean help
+.PHONY: run test lint typecheck unit postgres kafka schemas bench token clean help
 
 help:
 	@echo "make run    — broker + the four services on SQLite (./var); Ctrl-C stops"
@@ -46,7 +46,19 @@ postgres:
 	elif [ "$$(id -u)" = 0 ]; then .ci/postgres >/dev/null; \
 	else echo "PostgreSQL: not root, so .ci/postgres cannot install it; its tests skip saying why"; fi
 
-test: postgres lint typecheck unit
+# Apache Kafka for the integration suite's `apache_kafka` variants: the broker's jars from Maven Central
+# (deploy/kafka-dist) into $(KAFKA_HOME), once; again only when the pom changes. Without Java or Maven
+# those tests skip saying why, unless TSUNAGU_REQUIRE_KAFKA=1 (CI), which makes this a failure.
+KAFKA_VERSION := 4.1.0
+KAFKA_HOME := $(TOOLS)/kafka-$(KAFKA_VERSION)
+
+$(KAFKA_HOME)/.resolved: deploy/kafka-dist/pom.xml | $(VENV)/.synced
+	@rm -f $@
+	@$(BIN)/python -m tsunagu_platform.apache_kafka resolve || [ "$${TSUNAGU_REQUIRE_KAFKA:-}" != 1 ]
+
+kafka: $(KAFKA_HOME)/.resolved
+
+test: postgres kafka lint typecheck unit
 
 schemas: $(VENV)/.synced
 	$(BIN)/tsunagu-schemas export

@@ -11,6 +11,20 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
+TANSU = "tansu"
+APACHE_KAFKA = "apache_kafka"
+EXTERNAL = "external"
+"""The broker variants of `kafka_bootstrap` (tests/integration/conftest.py)."""
+
+
+def broker_of(node: pytest.Item | pytest.FixtureRequest) -> str | None:
+    """Which broker variant a test runs on, or None when it does not use `kafka_bootstrap`."""
+    item = node.node if isinstance(node, pytest.FixtureRequest) else node
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("kafka_bootstrap")
+
 
 class Process:
     """A child process with its output in a file, so a failing test can show what it said."""
