@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 from tsunagu_events import EventEnvelope, from_kafka, to_kafka
+from tsunagu_events.chain import GENESIS_HASH, chain_hash
 from tsunagu_events.contracts.common import JST
 from tsunagu_events.contracts.intake import ConsentGiven, ConsentScope
 from tsunagu_events.registry import schema_id
@@ -122,8 +123,10 @@ async def publish_consent(bootstrap: str, person_id: str) -> None:
         streamversion=1,
         correlationid=str(uuid.uuid4()),
         dataversion=payload.version,
+        prevhash=GENESIS_HASH,
         data=payload.to_data(),
     )
+    envelope = envelope.model_copy(update={"chainhash": chain_hash(GENESIS_HASH, envelope)})
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from tsunagu_events import EventEnvelope
+from tsunagu_events.chain import GENESIS_HASH, chain_hash
 from tsunagu_events.contracts.common import Sealed
 from tsunagu_events.topics import INTAKE_INBOUND, dlq_topic, events_topic
 from tsunagu_intake.tables import cases, consultations, persons
@@ -135,8 +136,13 @@ async def test_contact_reports_reach_the_case(running: Running) -> None:
     assert got["contacts"] == 1
 
 
+_HEADS: dict[str, str] = {}
+
+
 def referral_event(type_: str, stream: str, version: int, data: dict[str, Any]) -> EventEnvelope:
-    return EventEnvelope(
+    """An event as referral's relay publishes it: hash-chained to the one made before it of its stream."""
+    previous = GENESIS_HASH if version == 1 else _HEADS[stream]
+    draft = EventEnvelope(
         id=str(uuid.uuid4()),
         source="/tsunagu/131121/referral",
         type=type_,
@@ -148,7 +154,11 @@ def referral_event(type_: str, stream: str, version: int, data: dict[str, Any]) 
         data=data,
         actoragency="ikejiri.welfare_council_office",
         actorstaff="csw-1",
+        prevhash=previous,
     )
+    envelope = draft.model_copy(update={"chainhash": chain_hash(previous, draft)})
+    _HEADS[stream] = envelope.chainhash or ""
+    return envelope
 
 
 async def test_referral_decisions_drive_the_case_idempotently(running_on: Running) -> None:
