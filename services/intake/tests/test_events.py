@@ -23,6 +23,7 @@ from .helpers import (
     WINDOW,
     Running,
     agency_event,
+    agency_source,
     consultation_reported,
     eventually,
     send_binary,
@@ -49,7 +50,9 @@ async def test_binary_and_structured_reports_become_consultations_and_duplicates
 ) -> None:
     running = running_on
     binary = agency_event(REPORTED, consultation_reported())
-    structured = agency_event(REPORTED, consultation_reported(person=None, categories=["8050"]), source="/agency/csw")
+    structured = agency_event(
+        REPORTED, consultation_reported(person=None, categories=["8050"]), source=agency_source(WINDOW, "csw")
+    )
     await send_binary(running.broker, binary)
     await send_structured(running.broker, structured)
     await send_binary(running.broker, binary)  # a redelivery
@@ -66,7 +69,7 @@ async def test_binary_and_structured_reports_become_consultations_and_duplicates
     assert await count(running, persons) == 1
     assert dlq_reasons(running) == []
     # The same id from another source is another event.
-    await send_binary(running.broker, binary.model_copy(update={"source": "/agency/other"}))
+    await send_binary(running.broker, binary.model_copy(update={"source": agency_source(WINDOW, "other")}))
     assert await count(running, consultations) == 3
     # The person the agency reported is registered by the window, sealed.
     async with running.runtime.engine.connect() as conn:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -169,8 +169,10 @@ async def ensure_topics(
     partitions: int = 3,
     replication_factor: int = 1,
     config: dict[str, str] | None = None,
+    retention: Callable[[str], int] = retention_ms,
 ) -> list[str]:
-    """Create missing topics, each with its retention (see `topics.retention_ms`); returns the ones created.
+    """Create missing topics, each with its retention (`retention`, by default `topics.retention_ms`);
+    returns the ones created.
 
     Safe to run any number of times.
     """
@@ -186,7 +188,7 @@ async def ensure_topics(
                 t,
                 num_partitions=partitions,
                 replication_factor=replication_factor,
-                topic_configs={"retention.ms": str(retention_ms(t)), **(config or {})},
+                topic_configs={"retention.ms": str(retention(t)), **(config or {})},
             )
             for t in wanted
         ]
