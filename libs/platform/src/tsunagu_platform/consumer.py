@@ -147,6 +147,13 @@ def public_detail(error: BaseException) -> str:
     return f"{type(error).__name__}: {safe}" if isinstance(safe, str) else type(error).__name__
 
 
+def is_refusal(error: BaseException) -> bool:
+    """A handler's refusal of the event on its merits (a domain rule, an erased person): such errors
+    declare a `public_detail`, and trying the same event again cannot change the answer, so it is
+    dead-lettered at once instead of after `max_attempts` tries and their pauses."""
+    return isinstance(getattr(error, "public_detail", None), str)
+
+
 def is_infrastructure_failure(error: BaseException) -> bool:
     """Failures that say nothing about the message: retry later rather than dead-letter it."""
     if isinstance(error, OperationalError | InterfaceError | DisconnectionError | ConnectionError):
@@ -571,7 +578,7 @@ class EventConsumer:
             except Exception as error:
                 if is_infrastructure_failure(error):
                     raise
-                if attempt == self.max_attempts:
+                if attempt == self.max_attempts or is_refusal(error):
                     await self.dead_letters.send([Rejected(event.record, "handler_error", public_detail(error))])
                     return
                 await asyncio.sleep(self.retry_delay * attempt)

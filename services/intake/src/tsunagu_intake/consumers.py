@@ -30,12 +30,14 @@ from tsunagu_events.contracts.intake import PlanGoal, Via
 from tsunagu_events.contracts.referral import ReferralAccepted, SupportDecided, SupportPlanDecided
 from tsunagu_events.topics import INTAKE_INBOUND, events_topic
 from tsunagu_platform.consumer import EventConsumer, ReceivedEvent, Rejected, public_detail
+from tsunagu_platform.crypto import PersonErasedError
 from tsunagu_platform.runtime import ServiceRuntime
 from tsunagu_platform.tables import events as events_table
 
 from tsunagu_intake.application import derived_id
 from tsunagu_intake.domain.case import Case
 from tsunagu_intake.domain.errors import DomainError, InvalidReference
+from tsunagu_intake.tables import persons
 from tsunagu_intake.use_cases import Intake, NewConsultation, PlainDetails, ReportedConsultation
 
 log = structlog.get_logger("tsunagu.intake.consumers")
@@ -45,6 +47,9 @@ REFERRAL_TYPES = [ReferralAccepted.event_type, SupportPlanDecided.event_type, Su
 AGENCY_STAFF = "agency-system"
 
 
+_ERASED = select(persons.c.person_id).where(
+    persons.c.person_id.in_(bindparam("person_ids", expanding=True)), persons.c.erased_at.is_not(None)
+)
 _FIRST_EVENTS = select(events_table.c.stream_id).where(
     events_table.c.stream_id.in_(bindparam("stream_ids", expanding=True)), events_table.c.stream_version == 1
 )
@@ -82,9 +87,10 @@ class AgencyInbound:
     async def refuse(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> list[Rejected]:
         """The reports of a batch that cannot be applied, each with its reason, found before any is applied:
         a source registered with no agency or with another one than the report's window or agency
-        (`unbound_source`), an unknown window or district, a person id intake does not know
-        (`handler_error`, as when the command refuses it). What only the command can tell (an erased
-        person, a closed case) still fails the batch, which the consumer then halves."""
+        (`unbound_source`), an unknown window, agency or district, a person id intake does not know or
+        an erased person a summary would be sealed for (`handler_error`, with the detail the command
+        would give). What only the command can tell (a closed case for a contact) still fails the
+        batch, which the consumer then halves."""
         refused: list[Rejected] = []
         referenced: dict[str, list[ReceivedEvent]] = {}
         ward = self.intake.refs.ward
@@ -111,12 +117,25 @@ class AgencyInbound:
             if isinstance(payload, ConsultationReported) and payload.person and payload.person.person_id:
                 referenced.setdefault(payload.person.person_id, []).append(event)
         if referenced:
-            rows = await conn.execute(_FIRST_EVENTS, {"stream_ids": sorted(referenced)})
-            known = {stream_id for (stream_id,) in rows}
-            for person_id, reports in referenced.items():
-                if person_id not in known:
-                    unknown = InvalidReference(f"unknown person {person_id}", field="person_id")
-                    refused += [Rejected(e.record, "handler_error", public_detail(unknown)) for e in reports]
+            refused += await self._refuse_references(conn, referenced)
+        return refused
+
+    async def _refuse_references(
+        self, conn: AsyncConnection, referenced: dict[str, list[ReceivedEvent]]
+    ) -> list[Rejected]:
+        """Reports naming a person intake does not know, or an erased person whose key would seal the summary."""
+        refused: list[Rejected] = []
+        ids = sorted(referenced)
+        known = {stream_id for (stream_id,) in await conn.execute(_FIRST_EVENTS, {"stream_ids": ids})}
+        erased = {person_id for (person_id,) in await conn.execute(_ERASED, {"person_ids": ids})}
+        for person_id, reports in referenced.items():
+            if person_id not in known:
+                unknown = InvalidReference(f"unknown person {person_id}", field="person_id")
+                refused += [Rejected(e.record, "handler_error", public_detail(unknown)) for e in reports]
+            elif person_id in erased:
+                gone = PersonErasedError(person_id)
+                sealing = [e for e in reports if isinstance(e.payload, ConsultationReported) and e.payload.summary]
+                refused += [Rejected(e.record, "handler_error", public_detail(gone)) for e in sealing]
         return refused
 
     async def prepare(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
