@@ -81,3 +81,36 @@ async def test_a_held_event_that_does_not_link_is_dead_lettered_when_its_gap_fil
         assert await conn.scalar(select(func.count()).select_from(held_events)) == 0
     await consumer(engine, dlq).handle_batch([record_of(events[2])])
     assert await read_totals(engine) == {"w1": (3, 3)}
+
+
+async def test_positions_stored_before_chain_hashes_were_kept_are_upgraded_and_trusted_once(
+    database_url: str,
+) -> None:
+    """A database whose stream_positions has no chainhash column gets it at migration; the next event of a
+    stream positioned before then is trusted (nothing to link to), and the one after it must link."""
+    from sqlalchemy import text
+    from tsunagu_platform.tables import add_missing_columns
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.run_sync(example_metadata.create_all)
+            await conn.execute(text("DROP TABLE stream_positions"))
+            await conn.execute(
+                text(
+                    "CREATE TABLE stream_positions (consumer VARCHAR(128) NOT NULL, stream_id VARCHAR(128) NOT NULL, "
+                    "version INTEGER NOT NULL, PRIMARY KEY (consumer, stream_id))"
+                )
+            )
+            await conn.execute(text("INSERT INTO stream_positions VALUES ('test.totals', 'w1', 1)"))
+        async with engine.begin() as conn:
+            await conn.run_sync(add_missing_columns)
+            await conn.run_sync(add_missing_columns)  # safe to run again
+        events = await stored(engine, "w1", 3)
+        dlq = CapturingPublisher()
+        await consumer(engine, dlq).handle_batch([record_of(events[1]), record_of(forged(events[2]))])
+        assert reasons(dlq) == ["chain_break"]
+        assert await read_totals(engine) == {"w1": (1, 1)}  # v2 applied (v1 was applied before the upgrade)
+    finally:
+        await engine.dispose()

@@ -227,3 +227,21 @@ async def test_a_consumer_that_cannot_advance_turns_readiness_to_503_and_raises_
     assert "consumers" not in await runtime.readiness()
     assert STALLED.labels("t.totals")._value.get() == 0
     await runtime.stop()
+
+
+async def test_a_dead_letter_sent_as_a_reference_is_not_replayed(
+    engine: AsyncEngine, kafka_bootstrap: str, unique_topic: str
+) -> None:
+    """A reference carries no body: replaying it would publish the reference itself as if it were the record."""
+    from tsunagu_platform.dlq import replay_dlq
+
+    await ensure_topics(kafka_bootstrap, [unique_topic, dlq_topic(unique_topic)], partitions=1)
+    publisher = AiokafkaPublisher(kafka_bootstrap)
+    await publisher.start()
+    try:
+        consumer = EventConsumer("t.ref", engine, handle_tally, DeadLetters(publisher, "t.ref"), retry_delay=0.0)
+        await consumer.handle_batch([IncomingRecord(unique_topic, 0, 3, b"k", b"y" * 1_048_000, ())])
+        report = await replay_dlq(kafka_bootstrap, dlq_topic(unique_topic), publisher)
+    finally:
+        await publisher.stop()
+    assert (report.replayed, report.skipped) == (0, 1)

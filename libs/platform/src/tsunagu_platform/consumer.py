@@ -239,18 +239,27 @@ class StreamSequencer:
         waiting: dict[str, dict[int, ReceivedEvent]] = {}
         replays = 0
         for event in batch:
-            stream, version = event.envelope.streamid, event.envelope.streamversion
+            envelope = event.envelope
+            stream, version = envelope.streamid, envelope.streamversion
             last = positions.get(stream, 0)
-            if version <= last or version in waiting.get(stream, {}):
+            if version <= last or (stream in waiting and version in waiting[stream]):
                 replays += 1
             elif version == last + 1:
-                if not links(event, hashes.get(stream)):
-                    broken.append(chain_break(event, hashes.get(stream)))
+                head = hashes.get(stream)
+                # `links(event, head)`, inlined: this runs for every event a versioned consumer applies
+                prevhash, chainhash = envelope.prevhash, envelope.chainhash
+                if (
+                    chainhash is None
+                    or prevhash is None
+                    or (prevhash != (GENESIS_HASH if head is None else head) and head != UNKNOWN_HEAD)
+                ):
+                    broken.append(chain_break(event, head))
                     continue
                 ready.append(event)
                 positions[stream] = version
-                hashes[stream] = event.envelope.chainhash
-                ready.extend(self._release(waiting.get(stream, {}), positions, stream, hashes, broken))
+                hashes[stream] = chainhash
+                if stream in waiting:
+                    ready.extend(self._release(waiting[stream], positions, stream, hashes, broken))
             else:
                 waiting.setdefault(stream, {})[version] = event
         advanced = [s for s in positions if positions[s] != start.get(s, 0)]

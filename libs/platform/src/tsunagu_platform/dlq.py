@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -204,19 +204,14 @@ class DeadLetters:
             return 0
         sent = 0
         while True:
-            async with self.engine.connect() as conn:
-                rows = (
-                    (
-                        await conn.execute(
-                            select(dead_letter_backlog)
-                            .where(dead_letter_backlog.c.consumer == self.consumer)
-                            .order_by(dead_letter_backlog.c.id)
-                            .limit(200)
-                        )
-                    )
-                    .mappings()
-                    .all()
+            try:
+                rows = await self._backlog_rows()
+            except Exception as error:  # looking at the backlog must never stop the consumer either
+                log.error(
+                    "consumer.dead_letter_backlog_unreadable", consumer=self.consumer, error_type=type(error).__name__
                 )
+                self._backlog_next_try = time.monotonic() + self.backlog_retry_seconds
+                return sent
             if not rows:
                 self._backlog_pending = False
                 return sent
@@ -233,6 +228,17 @@ class DeadLetters:
             DEAD_LETTER_BACKLOG.labels(self.consumer).dec(len(rows))
             sent += len(rows)
             log.info("consumer.dead_letter_backlog_sent", consumer=self.consumer, letters=len(rows))
+
+    async def _backlog_rows(self) -> list[Any]:
+        assert self.engine is not None
+        query = (
+            select(dead_letter_backlog)
+            .where(dead_letter_backlog.c.consumer == self.consumer)
+            .order_by(dead_letter_backlog.c.id)
+            .limit(200)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).mappings().all())
 
 
 @dataclass
