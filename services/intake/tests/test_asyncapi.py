@@ -64,7 +64,7 @@ def test_the_size_limits_and_retentions_stated_are_those_the_clients_and_topics_
     description = doc["info"]["description"]
     assert f"{MAX_REQUEST_BYTES:,} bytes per" in description
     assert f"{MAX_MESSAGE_BYTES:,} bytes" in description
-    assert f"{MAX_PARTITION_FETCH_BYTES // 1_048_576} MiB per partition" in description
+    assert f"fetch {MAX_PARTITION_FETCH_BYTES // 1_048_576} MiB per partition" in description
     for channel in ("inbound", "inboundDeadLetters"):
         config = doc["channels"][channel]["bindings"]["kafka"]["topicConfiguration"]
         topic = doc["channels"][channel]["address"]
