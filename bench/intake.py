@@ -91,7 +91,7 @@ def _body(i: int) -> dict[str, Any]:
 def _reported(i: int) -> EventEnvelope:
     return EventEnvelope(
         id=str(uuid.uuid4()),
-        source="/agency/bench",
+        source=f"/agency/{WINDOW}/bench",
         type="tsunagu.agency.ConsultationReported",
         time=datetime.now(UTC),
         tenant="131121",

@@ -69,7 +69,7 @@ def reported(marker: str, **extra: Any) -> EventEnvelope:
     } | extra
     return EventEnvelope(
         id=str(uuid.uuid4()),
-        source=f"/agency/it-{marker}",
+        source=f"/agency/{data['window_id']}/it-{marker}",  # the window's own system
         type="tsunagu.agency.ConsultationReported",
         time=datetime.now(UTC),
         tenant="131121",

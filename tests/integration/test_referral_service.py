@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 from tsunagu_events import EventEnvelope, EventPayload, from_kafka, to_kafka
+from tsunagu_events.chain import GENESIS_HASH, chain_hash
 from tsunagu_events.contracts.common import JST, Sealed
 from tsunagu_events.contracts.intake import ConsentGiven, ConsentScope, PersonRegistered
 from tsunagu_events.registry import schema_id
@@ -120,9 +121,15 @@ async def publish_consent(bootstrap: str, person_id: str) -> None:
     await publish_intake(bootstrap, payload, person_id, 2)
 
 
+_HEADS: dict[str, str] = {}
+"""The chain hash of the last event published per person stream, as intake's store keeps it."""
+
+
 async def publish_intake(
     bootstrap: str, payload: EventPayload, person_id: str, version: int, actor: str | None = None
 ) -> None:
+    """Publish an intake event as intake's relay would: its stream's next version, hash-chained."""
+    previous = _HEADS.get(person_id, GENESIS_HASH)
     envelope = EventEnvelope(
         id=str(uuid.uuid4()),
         source="/tsunagu/131121/intake",
@@ -136,8 +143,11 @@ async def publish_intake(
         actoragency=actor,
         actorstaff="intake-staff" if actor else None,
         dataversion=payload.version,
+        prevhash=previous,
         data=payload.to_data(),
     )
+    envelope = envelope.model_copy(update={"chainhash": chain_hash(previous, envelope)})
+    _HEADS[person_id] = envelope.chainhash or ""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:

@@ -137,7 +137,7 @@ class Driver:
     resources: httpx.AsyncClient
     bootstrap: str
     districts: Sequence[str]
-    source: str = field(default_factory=lambda: f"/agency/it-{uuid.uuid4().hex[:8]}")
+    source: str = field(default_factory=lambda: f"/it-{uuid.uuid4().hex[:8]}")
     reports: list[EventEnvelope] = field(default_factory=list)
     corrections: list[tuple[str, list[str]]] = field(default_factory=list)
     places: list[tuple[str, date]] = field(default_factory=list)
@@ -200,7 +200,7 @@ class Driver:
         return EventEnvelope.model_validate(
             {
                 "id": str(uuid.uuid4()),
-                "source": self.source,
+                "source": f"/agency/{data['window_id']}{self.source}",  # the window's own system
                 "type": "tsunagu.agency.ConsultationReported",
                 "time": datetime.combine(day, time(12), tzinfo=JST).astimezone(UTC),
                 "tenant": "131121",

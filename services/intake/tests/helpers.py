@@ -83,12 +83,19 @@ def capture(runtime: ServiceRuntime) -> Captured:
     return captured
 
 
+def agency_source(agency: str, system: str | None = None) -> str:
+    """The CloudEvents source of an agency's sending system, as the reference data binds it to the agency."""
+    return f"/agency/{agency}" + (f"/{system}" if system else "")
+
+
 def agency_event(
-    type_: str, data: dict[str, Any], *, source: str = "/agency/hospital-a", event_id: str | None = None
+    type_: str, data: dict[str, Any], *, source: str | None = None, event_id: str | None = None
 ) -> EventEnvelope:
+    """An agency's report; by default from the system of the agency it reports for (its window or agency_id)."""
+    agency = data.get("window_id") or data.get("agency_id") or WINDOW
     return EventEnvelope(
         id=event_id or str(uuid.uuid4()),
-        source=source,
+        source=source or agency_source(str(agency)),
         type=type_,
         time=datetime.now(UTC),
         tenant="131121",

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 from tsunagu_events import EventEnvelope, registry
+from tsunagu_events.reference import ward_for
 from tsunagu_events.topics import INTAKE_INBOUND
 
 DOCUMENT = Path(__file__).parents[3] / "libs" / "events" / "asyncapi" / "intake-inbound.yaml"
@@ -48,4 +49,25 @@ def test_asyncapi_document_is_complete_and_its_examples_decode() -> None:
                 tenant=headers["ce_tenant"],
                 data=example["payload"],
             )
-            assert registry.decode(envelope).event_type == message["name"]
+            payload = registry.decode(envelope)
+            assert payload.event_type == message["name"]
+            claimed = example["payload"].get("window_id") or example["payload"].get("agency_id")
+            assert ward_for("131121").agency_of_source(envelope.source) == claimed  # the source is bound to it
+
+
+def test_the_size_limits_and_retentions_stated_are_those_the_clients_and_topics_use() -> None:
+    from tsunagu_events.binding import MAX_MESSAGE_BYTES
+    from tsunagu_events.topics import dlq_topic, retention_ms
+    from tsunagu_platform.kafka import MAX_PARTITION_FETCH_BYTES, MAX_REQUEST_BYTES
+
+    doc = yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
+    description = doc["info"]["description"]
+    assert f"{MAX_REQUEST_BYTES:,} bytes per" in description
+    assert f"{MAX_MESSAGE_BYTES:,} bytes" in description
+    assert f"fetch {MAX_PARTITION_FETCH_BYTES // 1_048_576} MiB per partition" in description
+    for channel in ("inbound", "inboundDeadLetters"):
+        config = doc["channels"][channel]["bindings"]["kafka"]["topicConfiguration"]
+        topic = doc["channels"][channel]["address"]
+        assert config["retention.ms"] == retention_ms(topic)
+        assert config["max.message.bytes"] >= MAX_REQUEST_BYTES
+    assert dlq_topic(INTAKE_INBOUND) == doc["channels"]["inboundDeadLetters"]["address"]

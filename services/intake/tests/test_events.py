@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from tsunagu_events import EventEnvelope
+from tsunagu_events.chain import GENESIS_HASH, chain_hash
 from tsunagu_events.contracts.common import Sealed
 from tsunagu_events.topics import INTAKE_INBOUND, dlq_topic, events_topic
 from tsunagu_intake.tables import cases, consultations, persons
@@ -22,6 +23,7 @@ from .helpers import (
     WINDOW,
     Running,
     agency_event,
+    agency_source,
     consultation_reported,
     eventually,
     send_binary,
@@ -48,7 +50,9 @@ async def test_binary_and_structured_reports_become_consultations_and_duplicates
 ) -> None:
     running = running_on
     binary = agency_event(REPORTED, consultation_reported())
-    structured = agency_event(REPORTED, consultation_reported(person=None, categories=["8050"]), source="/agency/csw")
+    structured = agency_event(
+        REPORTED, consultation_reported(person=None, categories=["8050"]), source=agency_source(WINDOW, "csw")
+    )
     await send_binary(running.broker, binary)
     await send_structured(running.broker, structured)
     await send_binary(running.broker, binary)  # a redelivery
@@ -65,7 +69,7 @@ async def test_binary_and_structured_reports_become_consultations_and_duplicates
     assert await count(running, persons) == 1
     assert dlq_reasons(running) == []
     # The same id from another source is another event.
-    await send_binary(running.broker, binary.model_copy(update={"source": "/agency/other"}))
+    await send_binary(running.broker, binary.model_copy(update={"source": agency_source(WINDOW, "other")}))
     assert await count(running, consultations) == 3
     # The person the agency reported is registered by the window, sealed.
     async with running.runtime.engine.connect() as conn:
@@ -135,8 +139,13 @@ async def test_contact_reports_reach_the_case(running: Running) -> None:
     assert got["contacts"] == 1
 
 
+_HEADS: dict[str, str] = {}
+
+
 def referral_event(type_: str, stream: str, version: int, data: dict[str, Any]) -> EventEnvelope:
-    return EventEnvelope(
+    """An event as referral's relay publishes it: hash-chained to the one made before it of its stream."""
+    previous = GENESIS_HASH if version == 1 else _HEADS[stream]
+    draft = EventEnvelope(
         id=str(uuid.uuid4()),
         source="/tsunagu/131121/referral",
         type=type_,
@@ -148,7 +157,11 @@ def referral_event(type_: str, stream: str, version: int, data: dict[str, Any]) 
         data=data,
         actoragency="ikejiri.welfare_council_office",
         actorstaff="csw-1",
+        prevhash=previous,
     )
+    envelope = draft.model_copy(update={"chainhash": chain_hash(previous, draft)})
+    _HEADS[stream] = envelope.chainhash or ""
+    return envelope
 
 
 async def test_referral_decisions_drive_the_case_idempotently(running_on: Running) -> None:

@@ -18,7 +18,7 @@ from tsunagu_platform.crypto import person_keys
 from tsunagu_platform.store import deserialise
 from tsunagu_platform.tables import events, inbox
 
-from .helpers import WINDOW, Running, agency_event, consultation_reported, token
+from .helpers import WINDOW, Running, agency_event, agency_source, consultation_reported, token
 
 REPORTED = "tsunagu.agency.ConsultationReported"
 
@@ -73,7 +73,7 @@ def mixed_reports(known: str, n: int = 30) -> list[EventEnvelope]:
             data = consultation_reported(person=None, summary=f"no person {i}", categories=["8050"])
         else:
             data = consultation_reported(person={"person_id": known}, summary=None)
-        reports.append(agency_event(REPORTED, data, source=f"/agency/a{i % 2}"))
+        reports.append(agency_event(REPORTED, data, source=agency_source(WINDOW, f"a{i % 2}")))
     return reports
 
 

@@ -15,6 +15,7 @@ import pytest
 from faststream.kafka import KafkaMessage
 from faststream.kafka.testing import TestKafkaBroker
 from tsunagu_events import EventEnvelope, EventPayload, from_kafka, registry, to_kafka
+from tsunagu_events.chain import GENESIS_HASH, chain_hash
 from tsunagu_events.contracts.common import Sealed
 from tsunagu_events.contracts.intake import (
     Approach,
@@ -61,12 +62,14 @@ class Harness:
     app: Any
     published: list[EventEnvelope] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
+    heads: dict[str, str] = field(default_factory=dict)
 
     async def intake(self, payload: EventPayload, stream: str, actor_agency: str | None = None) -> None:
-        """Publish an intake event as intake's relay would (next version of its stream)."""
+        """Publish an intake event as intake's relay would (next version of its stream, hash-chained)."""
         version = self.versions.get(stream, 0) + 1
         self.versions[stream] = version
-        envelope = EventEnvelope(
+        previous = self.heads.get(stream, GENESIS_HASH)
+        draft = EventEnvelope(
             id=str(uuid.uuid4()),
             source=f"/tsunagu/{TENANT}/intake",
             type=payload.event_type,
@@ -78,10 +81,16 @@ class Harness:
             streamversion=version,
             correlationid=str(uuid.uuid4()),
             dataversion=payload.version,
+            prevhash=previous,
             data=payload.to_data(),
             actoragency=actor_agency,
             actorstaff="intake-staff" if actor_agency else None,
         )
+        envelope = draft.model_copy(update={"chainhash": chain_hash(previous, draft)})
+        self.heads[stream] = envelope.chainhash or ""
+        await self.publish_intake(envelope)
+
+    async def publish_intake(self, envelope: EventEnvelope) -> None:
         key, headers, value = to_kafka(envelope)
         await self.broker.publish(value, events_topic("intake"), key=key, headers={k: v.decode() for k, v in headers})
 

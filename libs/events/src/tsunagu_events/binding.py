@@ -24,7 +24,19 @@ CONTENT_TYPE_CLOUDEVENTS_JSON = "application/cloudevents+json"
 HEADER_PREFIX = "ce_"
 MAX_MESSAGE_BYTES = 1_000_000
 
-Reason = Literal["undecodable", "unknown_type", "schema_violation", "handler_error", "oversized"]
+Reason = Literal[
+    "undecodable",
+    "unknown_type",
+    "schema_violation",
+    "handler_error",
+    "oversized",
+    "foreign_tenant",
+    "unbound_source",
+    "chain_break",
+]
+"""Why a record was dead-lettered (its `dlq_reason` header): the last three are an event of another tenant,
+an agency's report about a window or agency its source is not registered for, and an event that does not
+link to the last one applied of its stream (chain.py)."""
 
 _INTEGER_ATTRIBUTES = {"streamversion", "dataversion"}
 

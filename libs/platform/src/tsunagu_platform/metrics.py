@@ -11,6 +11,21 @@ CONSUMED = Counter("tsunagu_consumer_events_total", "Events seen by a consumer, 
 DEAD_LETTERED = Counter(
     "tsunagu_consumer_dead_lettered_total", "Messages sent to a DLQ, by reason", ["consumer", "reason"]
 )
+DEAD_LETTER_PUBLISH_FAILURES = Counter(
+    "tsunagu_consumer_dead_letter_publish_failures_total",
+    "Attempts to publish dead letters that the broker did not take",
+    ["consumer"],
+)
+DEAD_LETTER_BACKLOG = Gauge(
+    "tsunagu_consumer_dead_letter_backlog",
+    "Dead letters kept in the consumer's database until the broker takes them (since this process started)",
+    ["consumer"],
+)
+STALLED = Gauge(
+    "tsunagu_consumer_stalled",
+    "1 while a consumer has not advanced for longer than its stall limit (readiness is then 503)",
+    ["consumer"],
+)
 HELD = Gauge("tsunagu_consumer_held_events", "Events held back behind a stream version gap", ["consumer"])
 BATCH_SECONDS = Histogram("tsunagu_consumer_batch_seconds", "Time to process one batch", ["consumer"])
 PROJECTION_EVENTS = Counter(

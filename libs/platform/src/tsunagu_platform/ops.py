@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
-from tsunagu_events.topics import INTAKE_INBOUND, SERVICES, dlq_topic, events_topic
+from tsunagu_events.topics import DLQ_RETENTION_MS, INTAKE_INBOUND, SERVICES, dlq_topic, events_topic, retention_ms
 
 from tsunagu_platform.crypto import KeyStore, MasterKeyError, decode_master_key, person_keys
 from tsunagu_platform.db import create_engine, default_sqlite_url, normalise_url
@@ -50,12 +50,17 @@ def projections() -> dict[str, Any]:
 
 
 async def cmd_topics(args: argparse.Namespace) -> int:
+    dlq_retention = int(args.dlq_retention_ms)
+    if not 0 < dlq_retention <= DLQ_RETENTION_MS:
+        # DLQs hold agencies' raw messages, personal data included: their retention is always bounded.
+        raise SystemExit(f"--dlq-retention-ms must be between 1 and {DLQ_RETENTION_MS} (90 days)")
     created = await ensure_topics(
         args.bootstrap,
         all_topics(),
         partitions=args.partitions,
         replication_factor=args.replication_factor,
         config={"min.insync.replicas": str(args.min_insync_replicas)} if args.replication_factor > 1 else None,
+        retention=lambda topic: dlq_retention if topic.endswith(".dlq") else retention_ms(topic),
     )
     for topic in all_topics():
         print(f"{'created' if topic in created else 'exists '} {topic}")
@@ -260,6 +265,9 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--partitions", type=int, default=3)
     create.add_argument("--replication-factor", type=int, default=1)
     create.add_argument("--min-insync-replicas", type=int, default=2)
+    create.add_argument(
+        "--dlq-retention-ms", type=int, default=DLQ_RETENTION_MS, help="retention of every .dlq topic (at most 90 days)"
+    )
     create.set_defaults(run=cmd_topics)
 
     verify = sub.add_parser("verify", help="verify every stream's hash chain")

@@ -33,6 +33,7 @@ from tsunagu_platform.relay import OutboxRelay
 from tsunagu_platform.settings import ServiceSettings
 from tsunagu_platform.store import ConcurrencyConflict, EventContext, EventStore, NewEvent, StreamAppend
 from tsunagu_platform.subscription import subscribe
+from tsunagu_platform.tables import add_missing_columns
 from tsunagu_platform.tables import metadata as platform_metadata
 
 log = structlog.get_logger("tsunagu.runtime")
@@ -124,8 +125,9 @@ class ServiceRuntime:
         *,
         handles: Sequence[str] | None = None,
         check_versions: bool = True,
+        strict_types: bool = False,
     ) -> EventConsumer:
-        """Register an idempotent consumer; its group id is `<service>.<name>`."""
+        """Register an idempotent consumer; its group id is `<service>.<name>` (see EventConsumer for the options)."""
         full_name = f"{self.settings.service}.{name}"
         consumer = EventConsumer(
             full_name,
@@ -135,6 +137,9 @@ class ServiceRuntime:
             reg=self.reg,
             handles=handles,
             check_versions=check_versions,
+            tenant=self.settings.tenant,
+            strict_types=strict_types,
+            stall_after=self.settings.consumer_stall_seconds,
         )
         subscribe(
             self.broker,
@@ -186,6 +191,7 @@ class ServiceRuntime:
         """Create the backbone's and the service's tables; safe to run again."""
         async with self.engine.begin() as conn:
             await conn.run_sync(platform_metadata.create_all)
+            await conn.run_sync(add_missing_columns)
             await conn.run_sync(self.metadata.create_all)
         await self.keys.migrate()
 
@@ -252,4 +258,9 @@ class ServiceRuntime:
                 checks["broker"] = f"unreachable: {type(error).__name__}"
         if not self.started:
             checks["runtime"] = "starting"
+        stalled = [c.name for c in self.consumers if c.stalled()]
+        if stalled:
+            # A consumer that cannot advance (a batch failing over and over, a database gone) is not ready:
+            # events pile up behind it, and an orchestrator should know rather than see 200.
+            checks["consumers"] = "stalled: " + ", ".join(stalled)
         return checks

@@ -111,6 +111,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("TSUNAGU_CONSUMER_FETCH_MAX_WAIT_MS", "consumer_fetch_max_wait_ms"),
         description="Longest the broker may hold a consumer's fetch (see tsunagu_platform.kafka.FETCH_MAX_WAIT_MS).",
     )
+    consumer_stall_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        validation_alias=AliasChoices("TSUNAGU_CONSUMER_STALL_SECONDS", "consumer_stall_seconds"),
+        description="A consumer whose batch runs, or which keeps failing, longer than this turns /health/ready to 503.",
+    )
     token_signing_key: str | None = Field(
         default=None,
         validation_alias=AliasChoices("TSUNAGU_TOKEN_SIGNING_KEY", "token_signing_key"),

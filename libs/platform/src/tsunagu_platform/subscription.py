@@ -4,12 +4,20 @@ Batches of raw records reach the consumer untouched (no JSON decoding by
 faststream: a garbage message must reach the DLQ, not crash the decoder). The
 offset is committed only after the batch's transaction committed; on an
 infrastructure failure the batch is nacked (faststream seeks back) after a pause.
+
+faststream's batch parser decodes every header value as UTF-8 for its own message
+object: one record with a header that is not UTF-8 (or has no value) made it raise,
+and the whole fetched batch was dropped while later offsets were committed. The
+parser here never raises for one record: when faststream's cannot read a batch, it is
+given readable copies of the headers, and the message keeps the original records, so
+the consumer sees them as they came and dead-letters the bad one alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -24,6 +32,26 @@ log = structlog.get_logger("tsunagu.subscription")
 
 async def _raw(message: Any) -> Any:
     return message.body
+
+
+def _readable(record: Any) -> Any:
+    """A copy of a record whose header values faststream can decode (the consumer never sees it)."""
+    headers = [
+        (name, value.decode("utf-8", "replace").encode() if isinstance(value, bytes) else b"")
+        for name, value in record.headers or ()
+    ]
+    return dataclasses.replace(record, headers=headers)
+
+
+async def parse_batch_safely(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """faststream's batch parser, made unable to fail because of one record's headers."""
+    try:
+        return await original(records)
+    except (UnicodeDecodeError, AttributeError):
+        message = await original(tuple(_readable(record) for record in records))
+        message.raw_message = records
+        log.info("consumer.batch_with_unreadable_headers", records=len(records))
+        return message
 
 
 def records_of(message: KafkaMessage) -> list[IncomingRecord]:
@@ -59,6 +87,7 @@ def subscribe(
         max_records=max_records,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw,
+        parser=parse_batch_safely,
         title=f"{consumer.name}",
         **consumer_options(fetch_max_wait_ms),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
 )
 
 from tsunagu_platform.db import BigId
@@ -69,6 +71,9 @@ stream_positions = Table(
     Column("consumer", String(128), primary_key=True),
     Column("stream_id", String(128), primary_key=True),
     Column("version", Integer, nullable=False),
+    # The chain hash of the event at `version` (chain.py): the next one must link to it. NULL where the
+    # position was written by a projection or before the column existed (the next event is then trusted).
+    Column("chainhash", String(64), nullable=True),
     # Read and written only by its key: on SQLite one b-tree instead of a table plus its index.
     sqlite_with_rowid=False,
 )
@@ -84,6 +89,20 @@ held_events = Table(
     Column("value", LargeBinary, nullable=True),
     Column("held_at", DateTime(timezone=True), nullable=False),
 )
+
+dead_letter_backlog = Table(
+    "dead_letter_backlog",
+    metadata,
+    # Dead letters the broker would not take (dlq.DeadLetters): kept here, sent again later, never lost.
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("consumer", String(128), nullable=False),
+    Column("topic", String(200), nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("headers", Text, nullable=False),
+    Column("kept_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_dead_letter_backlog_consumer", dead_letter_backlog.c.consumer, dead_letter_backlog.c.id)
 
 projection_state = Table(
     "projection_state",
@@ -103,3 +122,18 @@ projection_checkpoints = Table(
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigId, nullable=False),
 )
+
+
+ADDED_COLUMNS = ((stream_positions, "chainhash"),)
+"""Columns added to a backbone table after it was first created: `create_all` does not add them."""
+
+
+def add_missing_columns(conn: Connection) -> None:
+    """Add the ADDED_COLUMNS an existing database lacks (run after `metadata.create_all`); safe to run again."""
+    inspector = inspect(conn)
+    for table, name in ADDED_COLUMNS:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")

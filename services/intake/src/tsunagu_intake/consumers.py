@@ -6,7 +6,15 @@ inbox ignores a redelivery, and the consultation, person and contact ids are
 derived from that pair, so even a replay after the inbox was lost maps onto the
 same streams. Whatever an agency sends that cannot become an event (bad bytes,
 wrong types, unknown windows or cases) goes to the DLQ with the reason; the
-consumer carries on.
+consumer carries on. The inbound contract is checked as written (AsyncAPI
+`intake-inbound.yaml`): only the agency types are accepted there (any other,
+Tsunagu's own included, is `unknown_type`), only this tenant's events
+(`foreign_tenant`), and a report only for the agency its CloudEvents source is
+registered with in the reference data (`unbound_source`).
+
+Bad reports are refused before the batch is applied (`AgencyInbound.refuse`), so a
+batch with a few of them is applied at nearly the rate of a clean one instead of
+being retried report by report.
 """
 
 from __future__ import annotations
@@ -14,17 +22,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import structlog
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events import Actor, EventEnvelope
 from tsunagu_events.contracts.agency import ConsultationReported, ContactReported
 from tsunagu_events.contracts.intake import PlanGoal, Via
 from tsunagu_events.contracts.referral import ReferralAccepted, SupportDecided, SupportPlanDecided
 from tsunagu_events.topics import INTAKE_INBOUND, events_topic
-from tsunagu_platform.consumer import EventConsumer, ReceivedEvent
+from tsunagu_platform.consumer import EventConsumer, ReceivedEvent, Rejected, public_detail
+from tsunagu_platform.crypto import PersonErasedError
 from tsunagu_platform.runtime import ServiceRuntime
+from tsunagu_platform.tables import events as events_table
 
 from tsunagu_intake.application import derived_id
 from tsunagu_intake.domain.case import Case
+from tsunagu_intake.domain.errors import DomainError, InvalidReference
+from tsunagu_intake.tables import persons
 from tsunagu_intake.use_cases import Intake, NewConsultation, PlainDetails, ReportedConsultation
 
 log = structlog.get_logger("tsunagu.intake.consumers")
@@ -32,6 +45,14 @@ log = structlog.get_logger("tsunagu.intake.consumers")
 AGENCY_TYPES = [ConsultationReported.event_type, ContactReported.event_type]
 REFERRAL_TYPES = [ReferralAccepted.event_type, SupportPlanDecided.event_type, SupportDecided.event_type]
 AGENCY_STAFF = "agency-system"
+
+
+_ERASED = select(persons.c.person_id).where(
+    persons.c.person_id.in_(bindparam("person_ids", expanding=True)), persons.c.erased_at.is_not(None)
+)
+_FIRST_EVENTS = select(events_table.c.stream_id).where(
+    events_table.c.stream_id.in_(bindparam("stream_ids", expanding=True)), events_table.c.stream_version == 1
+)
 
 
 def agency_event_key(envelope: EventEnvelope) -> str:
@@ -62,6 +83,60 @@ class AgencyInbound:
         # mistaken for a later one.
         self._prepared_in: AsyncConnection | None = None
         self._prepared: set[int] = set()
+
+    async def refuse(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> list[Rejected]:
+        """The reports of a batch that cannot be applied, each with its reason, found before any is applied:
+        a source registered with no agency or with another one than the report's window or agency
+        (`unbound_source`), an unknown window, agency or district, a person id intake does not know or
+        an erased person a summary would be sealed for (`handler_error`, with the detail the command
+        would give). What only the command can tell (a closed case for a contact) still fails the
+        batch, which the consumer then halves."""
+        refused: list[Rejected] = []
+        referenced: dict[str, list[ReceivedEvent]] = {}
+        ward = self.intake.refs.ward
+        for event in events:
+            payload, source = event.payload, event.envelope.source
+            try:
+                if isinstance(payload, ConsultationReported):
+                    claimed = payload.window_id
+                    window = self.intake.refs.window(payload.window_id)
+                    if payload.person is not None and payload.person.person_id is None and payload.person.name:
+                        self.intake.refs.district(window.district_id)
+                elif isinstance(payload, ContactReported):
+                    claimed = self.intake.refs.agency(payload.agency_id)
+                else:
+                    continue
+            except DomainError as error:
+                refused.append(Rejected(event.record, "handler_error", public_detail(error)))
+                continue
+            agency = ward.agency_of_source(source)
+            if agency != claimed:
+                says = f"reports for {agency}" if agency else "is registered with no agency"
+                refused.append(Rejected(event.record, "unbound_source", f"source {source} {says}, not {claimed}"))
+                continue
+            if isinstance(payload, ConsultationReported) and payload.person and payload.person.person_id:
+                referenced.setdefault(payload.person.person_id, []).append(event)
+        if referenced:
+            refused += await self._refuse_references(conn, referenced)
+        return refused
+
+    async def _refuse_references(
+        self, conn: AsyncConnection, referenced: dict[str, list[ReceivedEvent]]
+    ) -> list[Rejected]:
+        """Reports naming a person intake does not know, or an erased person whose key would seal the summary."""
+        refused: list[Rejected] = []
+        ids = sorted(referenced)
+        known = {stream_id for (stream_id,) in await conn.execute(_FIRST_EVENTS, {"stream_ids": ids})}
+        erased = {person_id for (person_id,) in await conn.execute(_ERASED, {"person_ids": ids})}
+        for person_id, reports in referenced.items():
+            if person_id not in known:
+                unknown = InvalidReference(f"unknown person {person_id}", field="person_id")
+                refused += [Rejected(e.record, "handler_error", public_detail(unknown)) for e in reports]
+            elif person_id in erased:
+                gone = PersonErasedError(person_id)
+                sealing = [e for e in reports if isinstance(e.payload, ConsultationReported) and e.payload.summary]
+                refused += [Rejected(e.record, "handler_error", public_detail(gone)) for e in sealing]
+        return refused
 
     async def prepare(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
         if conn is not self._prepared_in:
@@ -185,7 +260,7 @@ def register_consumers(runtime: ServiceRuntime, intake: Intake) -> dict[str, Eve
     inbound = AgencyInbound(intake)
     return {
         "inbound": runtime.consume(
-            "agency-inbound", [INTAKE_INBOUND], inbound, handles=AGENCY_TYPES, check_versions=False
+            "agency-inbound", [INTAKE_INBOUND], inbound, handles=AGENCY_TYPES, check_versions=False, strict_types=True
         ),
         "referral": runtime.consume(
             "referral-decisions", [events_topic("referral")], ReferralDecisions(intake), handles=REFERRAL_TYPES

@@ -11,9 +11,9 @@ dataversion) may be left out; see `EventEnvelope` for the defaults.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tsunagu_events.contracts.common import ConsultationCategory
 from tsunagu_events.contracts.intake import Channel, ConsultedBy, ContactKind, Outcome
@@ -42,7 +42,9 @@ class ConsultationReported(EventPayload):
     """A consultation an agency took, to be counted and followed like one at a window."""
 
     window_id: str = Field(max_length=100, description="The window (agency id) where it was received.")
-    received_at: datetime = Field(description="When it was received (with offset).")
+    received_at: AwareDatetime = Field(
+        description="When it was received, with its UTC offset (a time without one is a schema violation)."
+    )
     channel: Channel = Field(description="How it came in.")
     consulted_by: ConsultedBy = Field(description="Who consulted.")
     categories: list[ConsultationCategory] = Field(min_length=1, max_length=14, description="Topics raised.")
@@ -57,6 +59,6 @@ class ContactReported(EventPayload):
 
     case_id: str = Field(max_length=64, description="Tsunagu case id.")
     kind: ContactKind = Field(description="What kind of contact.")
-    at: datetime = Field(description="When (with offset).")
+    at: AwareDatetime = Field(description="When, with its UTC offset (a time without one is a schema violation).")
     agency_id: str = Field(max_length=100, description="Agency that made the contact.")
     note: str | None = Field(default=None, max_length=4000, description="Note (personal data).")

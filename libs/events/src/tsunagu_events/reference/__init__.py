@@ -62,6 +62,18 @@ class Agency(BaseModel):
     window_type: str | None = None
 
 
+AGENCY_SOURCE_PREFIX = "/agency/"
+
+
+class AgencySource(BaseModel):
+    """A sending system registered with the agency it reports for (an agency may have several)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(min_length=1, max_length=256, description="CloudEvents source the system sends with.")
+    agency: str = Field(description="Id of the agency its reports are for.")
+
+
 class Municipality(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -78,6 +90,13 @@ class Ward(BaseModel):
     areas: list[Area]
     districts: list[District]
     specialist_agencies: list[SpecialistAgency]
+    agency_sources: list[AgencySource] = Field(
+        default_factory=list,
+        description=(
+            "Sending systems whose CloudEvents source does not follow the rule of `agency_of_source`, each "
+            "registered with its agency."
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Ward:
@@ -92,7 +111,29 @@ class Ward(BaseModel):
         ids = [a.id for a in self.agencies()]
         if len(ids) != len(set(ids)):
             raise ValueError("agency ids must be unique")
+        known = set(ids)
+        sources = [s.source for s in self.agency_sources]
+        if len(sources) != len(set(sources)):
+            raise ValueError("a CloudEvents source is registered with one agency only")
+        for registered in self.agency_sources:
+            if registered.agency not in known:
+                raise ValueError(f"source {registered.source} names unknown agency {registered.agency}")
         return self
+
+    def agency_of_source(self, source: str) -> str | None:
+        """The agency a CloudEvents source reports for, or None when it is registered with none.
+
+        A source listed in `agency_sources` is that agency's; otherwise `/agency/<agency id>` and
+        `/agency/<agency id>/<system>` belong to the agency of that id (the rule the AsyncAPI document
+        gives sending systems). A report an agency's source sends about another window or agency is
+        refused by the consumer (`unbound_source`)."""
+        listed = self._source_index.get(source)
+        if listed is not None:
+            return listed
+        if not source.startswith(AGENCY_SOURCE_PREFIX):
+            return None
+        agency_id = source[len(AGENCY_SOURCE_PREFIX) :].split("/", 1)[0]
+        return agency_id if agency_id in self._agency_index else None
 
     def window_id(self, district: str, window_type: str) -> str:
         return f"{district}.{window_type}"
@@ -131,6 +172,10 @@ class Ward(BaseModel):
 
     def window_type(self, type_id: str) -> WindowType | None:
         return next((t for t in self.window_types if t.id == type_id), None)
+
+    @cached_property
+    def _source_index(self) -> dict[str, str]:
+        return {s.source: s.agency for s in self.agency_sources}
 
     @cached_property
     def _agency_index(self) -> dict[str, Agency]:
