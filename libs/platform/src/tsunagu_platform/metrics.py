@@ -23,3 +23,8 @@ GROUP_COMMIT_SIZE = Histogram(
     ["service"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+PROJECTION_TOPIC_RESETS = Counter(
+    "tsunagu_projection_topic_resets_total",
+    "Topics a projection re-read from the start: the log its checkpoints referred to was replaced",
+    ["projection", "reason"],
+)

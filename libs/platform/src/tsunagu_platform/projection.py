@@ -40,9 +40,16 @@ from tsunagu_events.envelope import now
 from tsunagu_platform.consumer import POSITIONS, IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
 from tsunagu_platform.db import WAL_AUTOCHECKPOINT_PAGES
 from tsunagu_platform.kafka import consumer_options, end_distance
-from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG
+from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG, PROJECTION_TOPIC_RESETS
 from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates
-from tsunagu_platform.tables import held_events, projection_checkpoints, projection_state, stream_positions
+from tsunagu_platform.tables import (
+    held_events,
+    projection_checkpoints,
+    projection_state,
+    projection_topics,
+    stream_positions,
+)
+from tsunagu_platform.topic_identity import TopicIdentity, describe_topics
 
 log = structlog.get_logger("tsunagu.projection")
 
@@ -118,6 +125,17 @@ class Progress:
             f"{self.rate:,.0f}/s, {self.remaining} left, eta {eta}"
         )
 
+
+TOPIC_CHECK_SECONDS = 1.0
+"""How often a following runner asks whether its topics are still the ones it started on."""
+
+_TOPIC_IDS = BulkInsert(
+    projection_topics,
+    ("projection", "generation", "topic", "topic_id"),
+    on_conflict="update",
+    keys=("projection", "generation", "topic"),
+    update=("topic_id",),
+)
 
 _CHECKPOINTS = BulkInsert(
     projection_checkpoints,
@@ -253,6 +271,9 @@ class GenerationRunner:
         self._assigned: list[TopicPartition] = []
         self._open: _OpenTransaction | None = None
         self._ahead: asyncio.Task[_Batch] | None = None
+        self._topics: dict[str, TopicIdentity] = {}
+        self._fetched_to: dict[tuple[str, int], int] = {}
+        self.replaced: dict[str, str] = {}  # topic → why its checkpoints were dropped at start
 
     async def create_tables(self) -> None:
         await create_tables(self.engine, self.tables)
@@ -264,21 +285,126 @@ class GenerationRunner:
         )
         await consumer.start()
         self._consumer = consumer
-        assigned: list[TopicPartition] = []
-        for topic in self.projection.topics:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or set()
-            assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
+        topics = list(self.projection.topics)
+        described = await describe_topics(consumer._client, topics)
+        assigned = [TopicPartition(t, p) for t in topics for p in sorted(described[t].partitions)]
+        self._topics = described
         self._assigned = assigned
         consumer.assign(assigned)
-        checkpoints = await self._checkpoints()
+        checkpoints = await self._reconcile(described)
         for tp in assigned:
             if (tp.topic, tp.partition) in checkpoints:
                 consumer.seek(tp, checkpoints[(tp.topic, tp.partition)])
             else:
                 await consumer.seek_to_beginning(tp)
+
+    async def _reconcile(self, described: Mapping[str, TopicIdentity]) -> dict[tuple[str, int], int]:
+        """This generation's checkpoints that refer to the topics as they are now; the others dropped.
+
+        Offsets mean something only in the log they were taken from. A topic whose id is not the one
+        stored with the checkpoints (or, when the broker gives no ids, whose log ends before a
+        checkpoint, or which lacks a partition that has one) was recreated: its checkpoints are
+        dropped and it is read again from the beginning. That re-applies nothing: the generation's
+        stream positions, kept, turn every event it applied already into a replay, and the events
+        it never saw (those the old checkpoints would have skipped) are applied in stream order.
+        """
+        async with self.engine.begin() as conn:
+            checkpoints = await self._read_checkpoints(conn)
+            rows = await conn.execute(
+                select(projection_topics.c.topic, projection_topics.c.topic_id).where(
+                    projection_topics.c.projection == self.projection.name,
+                    projection_topics.c.generation == self.generation,
+                )
+            )
+            stored: dict[str, str] = {str(t): str(i) for t, i in rows}
+            self.replaced = {}
+            for topic, identity in described.items():
+                reason = await self._replaced_because(topic, identity, stored.get(topic), checkpoints)
+                if reason is None:
+                    continue
+                self.replaced[topic] = reason
+                dropped = {p: o for (t, p), o in checkpoints.items() if t == topic}
+                await conn.execute(
+                    delete(projection_checkpoints).where(
+                        projection_checkpoints.c.projection == self.projection.name,
+                        projection_checkpoints.c.generation == self.generation,
+                        projection_checkpoints.c.topic == topic,
+                    )
+                )
+                for key in [k for k in checkpoints if k[0] == topic]:
+                    del checkpoints[key]
+                PROJECTION_TOPIC_RESETS.labels(self.projection.name, reason).inc()
+                log.warning(
+                    "projection.topic_replaced",
+                    projection=self.projection.name,
+                    generation=self.generation,
+                    topic=topic,
+                    reason=reason,
+                    stored_topic_id=stored.get(topic),
+                    topic_id=identity.topic_id,
+                    dropped_checkpoints=dropped,
+                    action="re-reading the topic from its beginning; events applied already are replays",
+                )
+            await _TOPIC_IDS.run(
+                conn,
+                [
+                    (self.projection.name, self.generation, topic, identity.topic_id)
+                    for topic, identity in described.items()
+                    if identity.topic_id is not None and identity.topic_id != stored.get(topic)
+                ],
+            )
+        return checkpoints
+
+    async def _replaced_because(
+        self,
+        topic: str,
+        identity: TopicIdentity,
+        stored_id: str | None,
+        checkpoints: Mapping[tuple[str, int], int],
+    ) -> str | None:
+        mine = {p: o for (t, p), o in checkpoints.items() if t == topic}
+        if not identity.partitions:
+            return None  # not there (yet): nothing to read, nothing to judge
+        if identity.topic_id is not None and stored_id is not None:
+            return "topic_id_changed" if identity.topic_id != stored_id else None
+        if not mine:
+            return None
+        if not set(mine) <= identity.partitions:
+            return "partition_gone"
+        # No id to compare (a broker without Metadata v10, or checkpoints older than the ids).
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in mine])
+        if any(offset > ends.get(TopicPartition(topic, p), 0) for p, offset in mine.items()):
+            return "log_end_below_checkpoint"
+        return None
+
+    async def topics_replaced(self) -> str | None:
+        """Why the topics this runner reads are no longer the ones it started on, or None.
+
+        A runner assigns its partitions itself and keeps its positions in memory, so a broker
+        replaced under it (the same address, topics recreated) would be read on from the old
+        positions: the new log's records before them skipped, a partition added by the new
+        topic never read. Its fetches show a log that ends before what it read (the high
+        watermark), and the broker's metadata another topic id or other partitions. The caller
+        restarts the runner, whose `start` then drops the checkpoints of the replaced topics.
+        """
+        assert self._consumer is not None
+        for tp in self._assigned:
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None and highwater < self._fetched_to.get((tp.topic, tp.partition), 0):
+                return "log_end_below_position"
+        try:
+            described = await describe_topics(self._consumer._client, list(self.projection.topics))
+        except Exception as error:  # broker unreachable: nothing can be said now; asked again later
+            log.debug("projection.topic_check_failed", projection=self.projection.name, error=type(error).__name__)
+            return None
+        for topic, now_ in described.items():
+            before = self._topics.get(topic, TopicIdentity(None, frozenset()))
+            if now_.topic_id and before.topic_id and now_.topic_id != before.topic_id:
+                return "topic_id_changed"
+            if now_.partitions and now_.partitions != before.partitions:
+                return "partitions_changed"
+        return None
 
     async def stop(self) -> None:
         await self._drop_ahead()
@@ -396,6 +522,7 @@ class GenerationRunner:
 
     async def _apply_batch(self, batch: _Batch, *, keep_open: bool = False) -> None:
         """Callers hold the collector off (`_without_cyclic_gc`) from decoding to here."""
+        self._fetched_to.update(batch.next_offsets)
         await self._apply(batch.events, batch.next_offsets, rebuilding=keep_open)
         if not keep_open:
             await self.commit()
@@ -647,7 +774,7 @@ class ProjectionManager:
         runner = self.runner(generation)
         await runner.start()
         try:
-            last_check = time.monotonic()
+            last_check = last_topic_check = time.monotonic()
             while not stop.is_set():
                 consumed = await runner.step()
                 if time.monotonic() - last_check > 1.0 or not consumed:
@@ -655,6 +782,18 @@ class ProjectionManager:
                         log.info("projection.following_new_generation", projection=self.projection.name)
                         return
                     last_check = time.monotonic()
+                if time.monotonic() - last_topic_check > TOPIC_CHECK_SECONDS:
+                    reason = await runner.topics_replaced()
+                    if reason is not None:
+                        log.warning(
+                            "projection.topics_changed_under_runner",
+                            projection=self.projection.name,
+                            generation=generation,
+                            reason=reason,
+                            action="restarting from the checkpoints, which are checked against the topics",
+                        )
+                        return
+                    last_topic_check = time.monotonic()
                 if not consumed:
                     await asyncio.sleep(poll)
         finally:

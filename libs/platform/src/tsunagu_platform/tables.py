@@ -103,3 +103,13 @@ projection_checkpoints = Table(
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigId, nullable=False),
 )
+
+projection_topics = Table(
+    "projection_topics",
+    metadata,
+    Column("projection", String(128), primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("topic", String(200), primary_key=True),
+    # The broker's id of the topic the generation's checkpoints were taken from (topic_identity.py).
+    Column("topic_id", String(36), nullable=False),
+)
