@@ -31,9 +31,12 @@ from typing import Any
 import httpx
 import pytest
 from tsunagu_platform.auth import Role, mint
+from tsunagu_platform.db import create_engine
+from tsunagu_platform.example import append_tallies, migrate, read_totals
+from tsunagu_platform.kafka import ensure_topics
 from tsunagu_platform.tansu import TansuBroker, free_port
 
-from .processes import Process, eventually, run
+from .processes import Process, eventually, example, run
 
 pytestmark = pytest.mark.integration
 
@@ -266,3 +269,59 @@ async def test_after_losing_the_broker_under_load_the_reporting_figures_equal_in
         line.startswith("tsunagu_projection_topic_resets_total{") and not line.endswith(" 0.0")
         for line in metrics.splitlines()
     ), "no reset counted in /metrics"
+
+
+async def test_a_consumer_kept_running_across_a_lost_broker_applies_every_event_once(tmp_path: Path) -> None:
+    """An EventConsumer (the example's, as a process) keeps its group's offsets in the broker: a fresh
+    broker has none, so the group starts from `auto_offset_reset` (earliest) and its inbox and stream
+    positions make the republished history a no-op. Nothing it had not applied is skipped, although
+    its own positions (kept in memory across the loss) lie beyond the new log's history: the old log
+    held the history three times."""
+    url = f"sqlite:///{tmp_path / 'example.db'}"
+    topic = "loss.example.events"
+    engine = create_engine(url, for_writes=False)
+    writer = create_engine(url)
+    await migrate(writer)
+    broker = TansuBroker(free_port(), tmp_path / "broker-1.log").start()
+    bootstrap = broker.bootstrap_servers
+    args = ["--database-url", url, "--bootstrap", bootstrap, "--topic", topic, "--group", f"g.{topic}"]
+    processes: list[Process] = []
+    try:
+        await ensure_topics(bootstrap, [topic], partitions=3)
+        await append_tallies(writer, streams=10, events=30, topic=topic)
+        relay = Process(example("relay", *args), tmp_path, "relay").start()
+        consumer = Process(example("consume", *args), tmp_path, "consumer").start()
+        processes += [relay, consumer]
+
+        async def totals_are(expected: dict[str, tuple[int, int]]) -> bool:
+            return await read_totals(engine) == expected
+
+        history = {f"window-{i}": (30, 30) for i in range(10)}
+        await eventually(lambda: totals_are(history), timeout=120, what="the history applied")
+        for _ in range(2):  # the old log: the history three times
+            assert run(ops_args(bootstrap, "republish", "--database-url", url)).returncode == 0
+            await eventually(lambda: relayed_up_to(tmp_path / "example.db", 300), timeout=120, what="republished")
+        broker.process.kill()  # type: ignore[union-attr]
+        broker.process.wait(timeout=10)  # type: ignore[union-attr]
+        broker = TansuBroker(broker.port, tmp_path / "broker-2.log").start()
+        assert run(ops_args(bootstrap, "topics", "create")).returncode == 0
+        await ensure_topics(bootstrap, [topic], partitions=3)
+        assert run(ops_args(bootstrap, "republish", "--database-url", url)).returncode == 0
+        await eventually(lambda: relayed_up_to(tmp_path / "example.db", 300), timeout=120, what="republished")
+        await append_tallies(writer, streams=6, events=40, prefix="after", topic=topic)
+        everything = {**history, **{f"after-{i}": (40, 40) for i in range(6)}}
+        try:
+            await eventually(lambda: totals_are(everything), timeout=120, what="every event applied once")
+        except AssertionError:
+            assert await read_totals(engine) == everything, consumer.output()[-3000:]
+            raise
+    finally:
+        for process in processes:
+            process.stop()
+        broker.stop()
+        await engine.dispose()
+        await writer.dispose()
+
+
+def ops_args(bootstrap: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tsunagu_platform.ops", "--bootstrap", bootstrap, *args]
