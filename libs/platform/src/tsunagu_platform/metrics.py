@@ -28,3 +28,8 @@ PROJECTION_TOPIC_RESETS = Counter(
     "Topics a projection re-read from the start: the log its checkpoints referred to was replaced",
     ["projection", "reason"],
 )
+PROJECTION_CHAIN_BREAKS = Counter(
+    "tsunagu_projection_chain_breaks_total",
+    "Events a projection left out: they do not link to the last event it applied of their stream",
+    ["projection"],
+)

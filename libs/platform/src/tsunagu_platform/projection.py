@@ -34,13 +34,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import MetaData, Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tsunagu_events import EventRegistry, registry
+from tsunagu_events import GENESIS_HASH, EventRegistry, registry
 from tsunagu_events.envelope import now
 
 from tsunagu_platform.consumer import POSITIONS, IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
 from tsunagu_platform.db import WAL_AUTOCHECKPOINT_PAGES
 from tsunagu_platform.kafka import consumer_options, end_distance
-from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG, PROJECTION_TOPIC_RESETS
+from tsunagu_platform.metrics import (
+    PROJECTION_CHAIN_BREAKS,
+    PROJECTION_EVENTS,
+    PROJECTION_LAG,
+    PROJECTION_TOPIC_RESETS,
+)
 from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates
 from tsunagu_platform.tables import (
     held_events,
@@ -157,6 +162,19 @@ class RunnerSequencer(StreamSequencer):
     of a transaction left open build on them) and `forget` when it cannot be sure (a batch
     or commit that failed, another writer's checkpoints). Held events (gaps) are handled as
     by `StreamSequencer`.
+
+    It applies an event only when the event links to its stream's hash chain, as consumers
+    do (issue 14 §6): its `prevhash` must be the `chainhash` of the last event applied of that
+    stream, or the genesis hash for a stream's first event. An event that does not (written to
+    a topic by someone other than the owning service's relay, with made-up hashes) is left
+    out, visibly (`broken`), and does not advance its stream, so the genuine event of that
+    version is still applied when it comes. The chain heads are kept in memory only, for the
+    streams this runner applied an event of: a rebuild checks every event from each stream's
+    first; a runner that resumes trusts the first event it sees of a stream applied before it.
+    A head is kept as `hash()` of its chain hash, 8 bytes a stream: keeping the strings held a
+    rebuild's decoded hashes alive (timelines rebuild +10 % CPU per event, same-run A/B). A chance
+    match is 2⁻⁶⁴; a forger who copies the head's chain hash links to it anyway, with the strings
+    too: the chain proves that events follow each other, not who wrote them (broker ACLs will).
     """
 
     LIMIT = 1_000_000
@@ -166,20 +184,58 @@ class RunnerSequencer(StreamSequencer):
         super().__init__(consumer, reg)
         self.known: dict[str, int] = {}
         self.complete: bool | None = None  # None: not looked at yet
+        self.heads: dict[str, int] = {}  # stream → hash() of its head's chainhash (see `_links`)
+        self.broken: list[ReceivedEvent] = []  # chain breaks of the last batch admitted
+        self._new_heads: dict[str, int] = {}
+        self._positions_now: dict[str, int] = {}
 
     def forget(self) -> None:
         self.known.clear()
+        self.heads.clear()
+        self._new_heads = {}
         self.complete = False
 
     def committed(self, positions: Mapping[str, int]) -> None:
         self.known.update(positions)
+        self.heads.update(self._new_heads)
+        self._new_heads = {}
         if len(self.known) > self.LIMIT:
             self.forget()
+
+    def _links(self, event: ReceivedEvent) -> bool:
+        envelope = event.envelope
+        prevhash = envelope.prevhash
+        if prevhash is None or envelope.chainhash is None:
+            return False
+        stream = envelope.streamid
+        head = self._new_heads.get(stream)
+        if head is None:
+            head = self.heads.get(stream)
+            if head is None:
+                # Nothing applied yet: the stream's first event. Applied before this runner: trusted.
+                return prevhash == GENESIS_HASH or self._positions_now.get(stream, 0) > 0
+        return hash(prevhash) == head
+
+    def _release(  # type: ignore[override]
+        self, pool: dict[int, ReceivedEvent], positions: dict[str, int], stream: str
+    ) -> list[ReceivedEvent]:
+        """`StreamSequencer._release` that stops at a chain break (used by `_release_stored` too)."""
+        released = []
+        while positions[stream] + 1 in pool:
+            following = pool.pop(positions[stream] + 1)
+            if not self._links(following):
+                self.broken.append(following)
+                break
+            positions[stream] += 1
+            self._new_heads[following.envelope.streamid] = hash(following.envelope.chainhash)
+            released.append(following)
+        return released
 
     async def admit_batch(
         self, conn: AsyncConnection, batch: Sequence[ReceivedEvent]
     ) -> tuple[list[ReceivedEvent], dict[str, int]]:
-        """Events to apply now, in order, and the positions to remember once committed."""
+        """Events to apply now, in order, and the positions to remember once committed; the chain
+        breaks left out are in `broken`."""
         if self.complete is None:
             stored = await conn.scalar(
                 select(stream_positions.c.version).where(stream_positions.c.consumer == self.consumer).limit(1)
@@ -199,14 +255,25 @@ class RunnerSequencer(StreamSequencer):
         if missing:
             positions.update(await self._positions(conn, set(missing)))
         start = dict(positions)
+        self._positions_now = start
+        self._new_heads = {}
+        self.broken = []
+        new_heads = self._new_heads
+        broken = self.broken
+        links = self._links
         ready: list[ReceivedEvent] = []
         waiting: dict[str, dict[int, ReceivedEvent]] = {}
         for event in batch:
-            stream, version = event.envelope.streamid, event.envelope.streamversion
+            envelope = event.envelope
+            stream, version = envelope.streamid, envelope.streamversion
             last = positions.get(stream, 0)
             if version == last + 1:
+                if not links(event):
+                    broken.append(event)
+                    continue
                 ready.append(event)
                 positions[stream] = version
+                new_heads[stream] = hash(envelope.chainhash)
                 if stream in waiting:
                     ready.extend(self._release(waiting[stream], positions, stream))
             elif version > last and version not in waiting.get(stream, {}):
@@ -267,6 +334,7 @@ class GenerationRunner:
         self._written_checkpoints: dict[tuple[str, int], int] | None = None
         self.events_done = 0
         self.skipped = 0
+        self.chain_breaks = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: list[TopicPartition] = []
         self._open: _OpenTransaction | None = None
@@ -584,6 +652,8 @@ class GenerationRunner:
                 log.warning("projection.other_writer", projection=self.projection.name, generation=self.generation)
                 self.sequencer.forget()
             ready, positions = await self.sequencer.admit_batch(conn, decoded)
+            if self.sequencer.broken:
+                self._chain_breaks(self.sequencer.broken)
             if self.batched:
                 await cast(BatchProjection, self.projection).apply_batch(conn, self.tables, ready)
             else:
@@ -601,6 +671,23 @@ class GenerationRunner:
         self.sequencer.committed(positions)
         self._written_checkpoints = {**stored, **next_offsets}
         open_.events += len(ready)
+
+    def _chain_breaks(self, broken: Sequence[ReceivedEvent]) -> None:
+        """Consumers dead-letter these (`chain_break`); a projection leaves them out, visibly."""
+        self.chain_breaks += len(broken)
+        PROJECTION_CHAIN_BREAKS.labels(self.projection.name).inc(len(broken))
+        for event in broken:
+            envelope, record = event.envelope, event.record
+            log.error(
+                "projection.chain_break",
+                projection=self.projection.name,
+                stream=envelope.streamid,
+                version=envelope.streamversion,
+                event_id=envelope.id,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
 
     async def commit(self) -> None:
         """Commit the open transaction, if any: its batches' effects, positions and checkpoints."""
