@@ -38,3 +38,13 @@ GROUP_COMMIT_SIZE = Histogram(
     ["service"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+PROJECTION_TOPIC_RESETS = Counter(
+    "tsunagu_projection_topic_resets_total",
+    "Topics a projection re-read from the start: the log its checkpoints referred to was replaced",
+    ["projection", "reason"],
+)
+PROJECTION_CHAIN_BREAKS = Counter(
+    "tsunagu_projection_chain_breaks_total",
+    "Events a projection left out: they do not link to the last event it applied of their stream",
+    ["projection"],
+)

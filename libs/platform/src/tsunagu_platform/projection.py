@@ -34,15 +34,27 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import MetaData, Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tsunagu_events import EventRegistry, registry
+from tsunagu_events import GENESIS_HASH, EventRegistry, registry
 from tsunagu_events.envelope import now
 
 from tsunagu_platform.consumer import POSITIONS, IncomingRecord, ReceivedEvent, Rejected, StreamSequencer, decode_record
 from tsunagu_platform.db import WAL_AUTOCHECKPOINT_PAGES
 from tsunagu_platform.kafka import consumer_options, end_distance
-from tsunagu_platform.metrics import PROJECTION_EVENTS, PROJECTION_LAG
+from tsunagu_platform.metrics import (
+    PROJECTION_CHAIN_BREAKS,
+    PROJECTION_EVENTS,
+    PROJECTION_LAG,
+    PROJECTION_TOPIC_RESETS,
+)
 from tsunagu_platform.sql import BulkInsert, insert_ignoring_duplicates
-from tsunagu_platform.tables import held_events, projection_checkpoints, projection_state, stream_positions
+from tsunagu_platform.tables import (
+    held_events,
+    projection_checkpoints,
+    projection_state,
+    projection_topics,
+    stream_positions,
+)
+from tsunagu_platform.topic_identity import TopicIdentity, describe_topics
 
 log = structlog.get_logger("tsunagu.projection")
 
@@ -119,6 +131,17 @@ class Progress:
         )
 
 
+TOPIC_CHECK_SECONDS = 1.0
+"""How often a following runner asks whether its topics are still the ones it started on."""
+
+_TOPIC_IDS = BulkInsert(
+    projection_topics,
+    ("projection", "generation", "topic", "topic_id"),
+    on_conflict="update",
+    keys=("projection", "generation", "topic"),
+    update=("topic_id",),
+)
+
 _CHECKPOINTS = BulkInsert(
     projection_checkpoints,
     ("projection", "generation", "topic", "partition", "next_offset"),
@@ -139,6 +162,19 @@ class RunnerSequencer(StreamSequencer):
     of a transaction left open build on them) and `forget` when it cannot be sure (a batch
     or commit that failed, another writer's checkpoints). Held events (gaps) are handled as
     by `StreamSequencer`.
+
+    It applies an event only when the event links to its stream's hash chain, as consumers
+    do (issue 14 §6): its `prevhash` must be the `chainhash` of the last event applied of that
+    stream, or the genesis hash for a stream's first event. An event that does not (written to
+    a topic by someone other than the owning service's relay, with made-up hashes) is left
+    out, visibly (`broken`), and does not advance its stream, so the genuine event of that
+    version is still applied when it comes. The chain heads are kept in memory only, for the
+    streams this runner applied an event of: a rebuild checks every event from each stream's
+    first; a runner that resumes trusts the first event it sees of a stream applied before it.
+    A head is kept as `hash()` of its chain hash, 8 bytes a stream: keeping the strings held a
+    rebuild's decoded hashes alive (timelines rebuild +10 % CPU per event, same-run A/B). A chance
+    match is 2⁻⁶⁴; a forger who copies the head's chain hash links to it anyway, with the strings
+    too: the chain proves that events follow each other, not who wrote them (broker ACLs will).
     """
 
     LIMIT = 1_000_000
@@ -148,20 +184,67 @@ class RunnerSequencer(StreamSequencer):
         super().__init__(consumer, reg)
         self.known: dict[str, int] = {}
         self.complete: bool | None = None  # None: not looked at yet
+        self.heads: dict[str, int] = {}  # stream → hash() of its head's chainhash (see `_links`)
+        self.broken: list[ReceivedEvent] = []  # chain breaks of the last batch admitted
+        self._new_heads: dict[str, int] = {}
+        self._positions_now: dict[str, int] = {}
 
     def forget(self) -> None:
         self.known.clear()
+        self.heads.clear()
+        self._new_heads = {}
         self.complete = False
 
     def committed(self, positions: Mapping[str, int]) -> None:
         self.known.update(positions)
+        self.heads.update(self._new_heads)
+        self._new_heads = {}
         if len(self.known) > self.LIMIT:
             self.forget()
+
+    def _links(self, event: ReceivedEvent) -> bool:
+        envelope = event.envelope
+        prevhash = envelope.prevhash
+        if prevhash is None or envelope.chainhash is None:
+            return False
+        stream = envelope.streamid
+        head = self._new_heads.get(stream)
+        if head is None:
+            head = self.heads.get(stream)
+            if head is None:
+                # Nothing applied yet: the stream's first event. Applied before this runner: trusted.
+                return prevhash == GENESIS_HASH or self._positions_now.get(stream, 0) > 0
+        return hash(prevhash) == head
+
+    def _release(  # type: ignore[override]
+        self,
+        pool: dict[int, ReceivedEvent],
+        positions: dict[str, int],
+        stream: str,
+        hashes: object = None,
+        broken: object = None,
+    ) -> list[ReceivedEvent]:
+        """`StreamSequencer._release` that stops at a chain break (used by `_release_stored` too).
+
+        The runner checks links against its own in-memory heads, so the base class's stored
+        `hashes` and its `broken` list (which `_release_stored` passes on) are not used here."""
+        del hashes, broken
+        released = []
+        while positions[stream] + 1 in pool:
+            following = pool.pop(positions[stream] + 1)
+            if not self._links(following):
+                self.broken.append(following)
+                break
+            positions[stream] += 1
+            self._new_heads[following.envelope.streamid] = hash(following.envelope.chainhash)
+            released.append(following)
+        return released
 
     async def admit_batch(
         self, conn: AsyncConnection, batch: Sequence[ReceivedEvent]
     ) -> tuple[list[ReceivedEvent], dict[str, int]]:
-        """Events to apply now, in order, and the positions to remember once committed."""
+        """Events to apply now, in order, and the positions to remember once committed; the chain
+        breaks left out are in `broken`."""
         if self.complete is None:
             stored = await conn.scalar(
                 select(stream_positions.c.version).where(stream_positions.c.consumer == self.consumer).limit(1)
@@ -181,14 +264,25 @@ class RunnerSequencer(StreamSequencer):
         if missing:
             positions.update(await self._positions(conn, set(missing)))
         start = dict(positions)
+        self._positions_now = start
+        self._new_heads = {}
+        self.broken = []
+        new_heads = self._new_heads
+        broken = self.broken
+        links = self._links
         ready: list[ReceivedEvent] = []
         waiting: dict[str, dict[int, ReceivedEvent]] = {}
         for event in batch:
-            stream, version = event.envelope.streamid, event.envelope.streamversion
+            envelope = event.envelope
+            stream, version = envelope.streamid, envelope.streamversion
             last = positions.get(stream, 0)
             if version == last + 1:
+                if not links(event):
+                    broken.append(event)
+                    continue
                 ready.append(event)
                 positions[stream] = version
+                new_heads[stream] = hash(envelope.chainhash)
                 if stream in waiting:
                     ready.extend(self._release(waiting[stream], positions, stream))
             elif version > last and version not in waiting.get(stream, {}):
@@ -249,10 +343,14 @@ class GenerationRunner:
         self._written_checkpoints: dict[tuple[str, int], int] | None = None
         self.events_done = 0
         self.skipped = 0
+        self.chain_breaks = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._assigned: list[TopicPartition] = []
         self._open: _OpenTransaction | None = None
         self._ahead: asyncio.Task[_Batch] | None = None
+        self._topics: dict[str, TopicIdentity] = {}
+        self._fetched_to: dict[tuple[str, int], int] = {}
+        self.replaced: dict[str, str] = {}  # topic → why its checkpoints were dropped at start
 
     async def create_tables(self) -> None:
         await create_tables(self.engine, self.tables)
@@ -264,21 +362,126 @@ class GenerationRunner:
         )
         await consumer.start()
         self._consumer = consumer
-        assigned: list[TopicPartition] = []
-        for topic in self.projection.topics:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or set()
-            assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
+        topics = list(self.projection.topics)
+        described = await describe_topics(consumer._client, topics)
+        assigned = [TopicPartition(t, p) for t in topics for p in sorted(described[t].partitions)]
+        self._topics = described
         self._assigned = assigned
         consumer.assign(assigned)
-        checkpoints = await self._checkpoints()
+        checkpoints = await self._reconcile(described)
         for tp in assigned:
             if (tp.topic, tp.partition) in checkpoints:
                 consumer.seek(tp, checkpoints[(tp.topic, tp.partition)])
             else:
                 await consumer.seek_to_beginning(tp)
+
+    async def _reconcile(self, described: Mapping[str, TopicIdentity]) -> dict[tuple[str, int], int]:
+        """This generation's checkpoints that refer to the topics as they are now; the others dropped.
+
+        Offsets mean something only in the log they were taken from. A topic whose id is not the one
+        stored with the checkpoints (or, when the broker gives no ids, whose log ends before a
+        checkpoint, or which lacks a partition that has one) was recreated: its checkpoints are
+        dropped and it is read again from the beginning. That re-applies nothing: the generation's
+        stream positions, kept, turn every event it applied already into a replay, and the events
+        it never saw (those the old checkpoints would have skipped) are applied in stream order.
+        """
+        async with self.engine.begin() as conn:
+            checkpoints = await self._read_checkpoints(conn)
+            rows = await conn.execute(
+                select(projection_topics.c.topic, projection_topics.c.topic_id).where(
+                    projection_topics.c.projection == self.projection.name,
+                    projection_topics.c.generation == self.generation,
+                )
+            )
+            stored: dict[str, str] = {str(t): str(i) for t, i in rows}
+            self.replaced = {}
+            for topic, identity in described.items():
+                reason = await self._replaced_because(topic, identity, stored.get(topic), checkpoints)
+                if reason is None:
+                    continue
+                self.replaced[topic] = reason
+                dropped = {p: o for (t, p), o in checkpoints.items() if t == topic}
+                await conn.execute(
+                    delete(projection_checkpoints).where(
+                        projection_checkpoints.c.projection == self.projection.name,
+                        projection_checkpoints.c.generation == self.generation,
+                        projection_checkpoints.c.topic == topic,
+                    )
+                )
+                for key in [k for k in checkpoints if k[0] == topic]:
+                    del checkpoints[key]
+                PROJECTION_TOPIC_RESETS.labels(self.projection.name, reason).inc()
+                log.warning(
+                    "projection.topic_replaced",
+                    projection=self.projection.name,
+                    generation=self.generation,
+                    topic=topic,
+                    reason=reason,
+                    stored_topic_id=stored.get(topic),
+                    topic_id=identity.topic_id,
+                    dropped_checkpoints=dropped,
+                    action="re-reading the topic from its beginning; events applied already are replays",
+                )
+            await _TOPIC_IDS.run(
+                conn,
+                [
+                    (self.projection.name, self.generation, topic, identity.topic_id)
+                    for topic, identity in described.items()
+                    if identity.topic_id is not None and identity.topic_id != stored.get(topic)
+                ],
+            )
+        return checkpoints
+
+    async def _replaced_because(
+        self,
+        topic: str,
+        identity: TopicIdentity,
+        stored_id: str | None,
+        checkpoints: Mapping[tuple[str, int], int],
+    ) -> str | None:
+        mine = {p: o for (t, p), o in checkpoints.items() if t == topic}
+        if not identity.partitions:
+            return None  # not there (yet): nothing to read, nothing to judge
+        if identity.topic_id is not None and stored_id is not None:
+            return "topic_id_changed" if identity.topic_id != stored_id else None
+        if not mine:
+            return None
+        if not set(mine) <= identity.partitions:
+            return "partition_gone"
+        # No id to compare (a broker without Metadata v10, or checkpoints older than the ids).
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in mine])
+        if any(offset > ends.get(TopicPartition(topic, p), 0) for p, offset in mine.items()):
+            return "log_end_below_checkpoint"
+        return None
+
+    async def topics_replaced(self) -> str | None:
+        """Why the topics this runner reads are no longer the ones it started on, or None.
+
+        A runner assigns its partitions itself and keeps its positions in memory, so a broker
+        replaced under it (the same address, topics recreated) would be read on from the old
+        positions: the new log's records before them skipped, a partition added by the new
+        topic never read. Its fetches show a log that ends before what it read (the high
+        watermark), and the broker's metadata another topic id or other partitions. The caller
+        restarts the runner, whose `start` then drops the checkpoints of the replaced topics.
+        """
+        assert self._consumer is not None
+        for tp in self._assigned:
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None and highwater < self._fetched_to.get((tp.topic, tp.partition), 0):
+                return "log_end_below_position"
+        try:
+            described = await describe_topics(self._consumer._client, list(self.projection.topics))
+        except Exception as error:  # broker unreachable: nothing can be said now; asked again later
+            log.debug("projection.topic_check_failed", projection=self.projection.name, error=type(error).__name__)
+            return None
+        for topic, now_ in described.items():
+            before = self._topics.get(topic, TopicIdentity(None, frozenset()))
+            if now_.topic_id and before.topic_id and now_.topic_id != before.topic_id:
+                return "topic_id_changed"
+            if now_.partitions and now_.partitions != before.partitions:
+                return "partitions_changed"
+        return None
 
     async def stop(self) -> None:
         await self._drop_ahead()
@@ -396,6 +599,7 @@ class GenerationRunner:
 
     async def _apply_batch(self, batch: _Batch, *, keep_open: bool = False) -> None:
         """Callers hold the collector off (`_without_cyclic_gc`) from decoding to here."""
+        self._fetched_to.update(batch.next_offsets)
         await self._apply(batch.events, batch.next_offsets, rebuilding=keep_open)
         if not keep_open:
             await self.commit()
@@ -457,6 +661,8 @@ class GenerationRunner:
                 log.warning("projection.other_writer", projection=self.projection.name, generation=self.generation)
                 self.sequencer.forget()
             ready, positions = await self.sequencer.admit_batch(conn, decoded)
+            if self.sequencer.broken:
+                self._chain_breaks(self.sequencer.broken)
             if self.batched:
                 await cast(BatchProjection, self.projection).apply_batch(conn, self.tables, ready)
             else:
@@ -474,6 +680,23 @@ class GenerationRunner:
         self.sequencer.committed(positions)
         self._written_checkpoints = {**stored, **next_offsets}
         open_.events += len(ready)
+
+    def _chain_breaks(self, broken: Sequence[ReceivedEvent]) -> None:
+        """Consumers dead-letter these (`chain_break`); a projection leaves them out, visibly."""
+        self.chain_breaks += len(broken)
+        PROJECTION_CHAIN_BREAKS.labels(self.projection.name).inc(len(broken))
+        for event in broken:
+            envelope, record = event.envelope, event.record
+            log.error(
+                "projection.chain_break",
+                projection=self.projection.name,
+                stream=envelope.streamid,
+                version=envelope.streamversion,
+                event_id=envelope.id,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
 
     async def commit(self) -> None:
         """Commit the open transaction, if any: its batches' effects, positions and checkpoints."""
@@ -647,7 +870,7 @@ class ProjectionManager:
         runner = self.runner(generation)
         await runner.start()
         try:
-            last_check = time.monotonic()
+            last_check = last_topic_check = time.monotonic()
             while not stop.is_set():
                 consumed = await runner.step()
                 if time.monotonic() - last_check > 1.0 or not consumed:
@@ -655,6 +878,18 @@ class ProjectionManager:
                         log.info("projection.following_new_generation", projection=self.projection.name)
                         return
                     last_check = time.monotonic()
+                if time.monotonic() - last_topic_check > TOPIC_CHECK_SECONDS:
+                    reason = await runner.topics_replaced()
+                    if reason is not None:
+                        log.warning(
+                            "projection.topics_changed_under_runner",
+                            projection=self.projection.name,
+                            generation=generation,
+                            reason=reason,
+                            action="restarting from the checkpoints, which are checked against the topics",
+                        )
+                        return
+                    last_topic_check = time.monotonic()
                 if not consumed:
                     await asyncio.sleep(poll)
         finally:

@@ -123,6 +123,16 @@ projection_checkpoints = Table(
     Column("next_offset", BigId, nullable=False),
 )
 
+projection_topics = Table(
+    "projection_topics",
+    metadata,
+    Column("projection", String(128), primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("topic", String(200), primary_key=True),
+    # The broker's id of the topic the generation's checkpoints were taken from (topic_identity.py).
+    Column("topic_id", String(36), nullable=False),
+)
+
 
 ADDED_COLUMNS = ((stream_positions, "chainhash"),)
 """Columns added to a backbone table after it was first created: `create_all` does not add them."""
