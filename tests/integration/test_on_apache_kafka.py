@@ -164,10 +164,6 @@ async def test_topic_settings_apache_kafka_refuses_are_accepted_by_tansu(
 
 
 @pytest.mark.apache_kafka
-@pytest.mark.xfail(
-    strict=True,
-    reason="ensure_topics (tsunagu_platform/kafka.py) ignores CreateTopics' per-topic errors; see docs/operations.md",
-)
 async def test_ensure_topics_fails_when_apache_kafka_refuses_the_topic(
     apache_kafka_bootstrap: str, unique_topic: str
 ) -> None:
@@ -176,10 +172,6 @@ async def test_ensure_topics_fails_when_apache_kafka_refuses_the_topic(
         await ensure_topics(apache_kafka_bootstrap, [unique_topic], replication_factor=3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="faststream_broker (tsunagu_platform/kafka.py) gives faststream 'a:1,b:2' as one host (docs/operations.md)",
-)
 async def test_a_service_broker_bootstraps_from_a_comma_separated_list_of_brokers(
     request: pytest.FixtureRequest, kafka_bootstrap: str
 ) -> None:
@@ -299,7 +291,7 @@ async def test_every_relayed_tally_is_counted_once_when_a_broker_is_killed_while
     total = await append_tallies(engine, streams=50, events=100, topic=topic)
     publisher = AiokafkaPublisher(bootstrap, idempotence=True)
     await publisher.start()
-    # One address, of a broker that stays up: faststream_broker cannot take a list yet (see the xfail above).
+    # One address, of a broker that stays up (a list works too: the comma-separated test above).
     survivor = next(n for n in cluster.nodes if n.node_id != victim_id).bootstrap_server
     broker = faststream_broker(survivor, idempotence=True)
     consumer = EventConsumer("cluster.totals", engine, handle_tally, DeadLetters(publisher, "cluster.totals"))

@@ -9,7 +9,6 @@ outbox and the inbox carry exactly-once effects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from tsunagu_events.topics import retention_ms
 
 
@@ -41,8 +40,9 @@ def faststream_broker(bootstrap_servers: str, *, idempotence: bool = False) -> A
     together (`_ConcurrentlyStartedBroker`)."""
     import logging
 
+    # faststream takes a string as one host: "a:9092,b:9092" (compose's cluster) must be a list.
     return _broker_class()(
-        bootstrap_servers,
+        [server.strip() for server in bootstrap_servers.split(",") if server.strip()],
         enable_idempotence=idempotence,
         acks="all",
         max_request_size=MAX_REQUEST_BYTES,
@@ -194,8 +194,16 @@ async def ensure_topics(
             )
             for t in wanted
         ]
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(new_topics)
+        try:
+            response = await admin.create_topics(new_topics)
+        except TopicAlreadyExistsError:
+            return wanted
+        # CreateTopics answers per topic, and aiokafka does not raise for those answers: a topic
+        # Apache Kafka refused (replication above the broker count, a bad config) would pass silently.
+        for topic, code, *message in getattr(response, "topic_errors", ()):
+            if code not in (0, TopicAlreadyExistsError.errno):
+                detail = message[0] if message and message[0] else ""
+                raise for_code(code)(f"topic {topic} was not created: {detail}")
         return wanted
     finally:
         await admin.close()
