@@ -45,7 +45,7 @@ from tsunagu_platform.store import EventContext, NewEvent
 from tsunagu_referral.app import create_app
 from tsunagu_referral.referrals import NewReferral, ReferralService
 from tsunagu_referral.settings import ReferralSettings
-from tsunagu_referral.tables import consents, person_agencies
+from tsunagu_referral.tables import consents, serving
 
 REFERRALS = int(os.environ.get("BENCH_REFERRALS", "1500"))
 HTTP_REFERRALS = int(os.environ.get("BENCH_HTTP_REFERRALS", str(max(REFERRALS // 3, 50))))
@@ -74,7 +74,7 @@ async def give_consent(service: ReferralService) -> None:
             )
         )
         # The referring window registered the person, so the access policy lets it refer them.
-        await conn.execute(insert(person_agencies).values(person_id=PERSON, agency_id=FROM, basis="registered"))
+        await conn.execute(insert(serving.registrations).values(person_id=PERSON, agency_id=FROM))
 
 
 async def service_loop(service: ReferralService, count: int) -> float:

@@ -12,7 +12,15 @@ from tsunagu_events.contracts.intake import (
     LeadAgencyHandedOver,
     PersonRegistered,
 )
-from tsunagu_platform.serving import ServingEvent, apply_serving, serving_basis, serving_tables
+from tsunagu_platform.serving import (
+    ServedCase,
+    ServingEvent,
+    apply_serving,
+    served_case,
+    serving_agencies,
+    serving_basis,
+    serving_tables,
+)
 
 PERSON = "person-1"
 WINDOW = "ikejiri.comprehensive_support_center"
@@ -59,3 +67,41 @@ async def test_a_person_registered_without_an_actor_is_served_by_nobody(engine: 
         await apply_serving(conn, tables, [ServingEvent(PersonRegistered.event_type, {"person_id": PERSON}, None)])
         assert await serving_basis(conn, tables, "unknown", PERSON) is None
         assert await serving_basis(conn, tables, "", PERSON) is None
+
+
+async def test_the_serving_agencies_are_the_window_and_the_leads_of_open_cases_only(engine: AsyncEngine) -> None:
+    tables = serving_tables(MetaData(), "t_serving_set")
+    async with engine.begin() as conn:
+        await conn.run_sync(tables.registrations.metadata.create_all)
+        registered = ServingEvent(PersonRegistered.event_type, {"person_id": PERSON}, WINDOW)
+        await apply_serving(conn, tables, [registered, opened(), opened("case-2", NEXT)])
+        assert await serving_agencies(conn, tables, PERSON) == {WINDOW, LEAD, NEXT}
+        await apply_serving(conn, tables, [ServingEvent(CaseClosed.event_type, {"case_id": "case-2"}, NEXT)])
+        assert await serving_agencies(conn, tables, PERSON) == {WINDOW, LEAD}
+        assert await serving_agencies(conn, tables, "person-2") == frozenset()
+
+
+async def test_a_registration_without_an_actor_adds_no_serving_agency(engine: AsyncEngine) -> None:
+    tables = serving_tables(MetaData(), "t_serving_set_anon")
+    async with engine.begin() as conn:
+        await conn.run_sync(tables.registrations.metadata.create_all)
+        await apply_serving(conn, tables, [ServingEvent(PersonRegistered.event_type, {"person_id": PERSON}, None)])
+        assert await serving_agencies(conn, tables, PERSON) == frozenset()
+
+
+async def test_a_served_case_tells_its_person_its_lead_and_whether_it_is_open(engine: AsyncEngine) -> None:
+    tables = serving_tables(MetaData(), "t_serving_case")
+    async with engine.begin() as conn:
+        await conn.run_sync(tables.registrations.metadata.create_all)
+        assert await served_case(conn, tables, "case-1") is None
+        await apply_serving(conn, tables, [opened()])
+        assert await served_case(conn, tables, "case-1") == ServedCase(PERSON, LEAD, True)
+        await apply_serving(
+            conn,
+            tables,
+            [
+                ServingEvent(LeadAgencyHandedOver.event_type, {"case_id": "case-1", "to_agency_id": NEXT}, LEAD),
+                ServingEvent(CaseClosed.event_type, {"case_id": "case-1"}, NEXT),
+            ],
+        )
+        assert await served_case(conn, tables, "case-1") == ServedCase(PERSON, NEXT, False)

@@ -30,3 +30,12 @@ def test_referral_openapi_lists_health_endpoints(tmp_path: Path) -> None:
     app = create_app(ReferralSettings(broker_mode="memory", var_dir=tmp_path))
     paths = app.openapi()["paths"]
     assert {"/health/live", "/health/ready", "/metrics"} <= set(paths)
+
+
+def test_the_serving_view_reads_intake_under_a_group_that_never_fed_its_tables(tmp_path: Path) -> None:
+    # The platform's serving tables start empty: under the former group `referral.serving-view`
+    # its committed offsets would skip intake's history, so persons registered before would be unknown.
+    app = create_app(ReferralSettings(broker_mode="memory", var_dir=tmp_path))
+    names = {consumer.name for consumer in app.state.referrals.runtime.consumers}
+    assert "referral.serving" in names
+    assert "referral.serving-view" not in names

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, select, update
+from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_events.contracts.intake import (
     CaseClosed,
@@ -144,3 +144,34 @@ async def serving_basis(conn: AsyncConnection, tables: ServingTables, agency: st
 async def serves(conn: AsyncConnection, tables: ServingTables, agency: str, person_id: str) -> bool:
     """Whether `agency` already serves the person: its registering window or the lead of an open case."""
     return await serving_basis(conn, tables, agency, person_id) is not None
+
+
+async def serving_agencies(conn: AsyncConnection, tables: ServingTables, person_id: str) -> frozenset[str]:
+    """Every agency that serves the person now: the registering window and the leads of open cases.
+
+    For a policy that decides on the whole set (a pure rule given the facts) rather than asking
+    `serves` for one agency; the placeholder of a registration without an actor is never in it.
+    """
+    c = tables.cases.c
+    query = union_all(
+        select(tables.registrations.c.agency_id).where(tables.registrations.c.person_id == person_id),
+        select(c.lead_agency_id).where(c.person_id == person_id, c.open.is_(True)),
+    )
+    return frozenset(row[0] for row in await conn.execute(query)) - {UNKNOWN_AGENCY}
+
+
+@dataclass(frozen=True)
+class ServedCase:
+    """A case as intake announced it: whose it is, who leads it, whether it is open."""
+
+    person_id: str
+    lead_agency_id: str
+    open: bool
+
+
+async def served_case(conn: AsyncConnection, tables: ServingTables, case_id: str) -> ServedCase | None:
+    """The case intake announced under `case_id`, or None: lets a policy check that a case named in a
+    command is the person's, and that the caller leads it while it is open (e.g. to hand it over)."""
+    c = tables.cases.c
+    row = (await conn.execute(select(c.person_id, c.lead_agency_id, c.open).where(c.case_id == case_id))).first()
+    return ServedCase(str(row[0]), str(row[1]), bool(row[2])) if row is not None else None

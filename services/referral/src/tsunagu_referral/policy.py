@@ -27,10 +27,10 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tsunagu_platform.auth import Principal, Role
 from tsunagu_platform.runtime import ServiceRuntime
+from tsunagu_platform.serving import served_case, serving_agencies
 
-from tsunagu_referral import serving_view
 from tsunagu_referral.clock import Clock
-from tsunagu_referral.tables import access_log, referrals
+from tsunagu_referral.tables import access_log, referrals, serving
 
 ACTING = frozenset({Role.STAFF, Role.AGENCY_SYSTEM})
 OVERSEERS = frozenset({Role.ADMIN, Role.AUDITOR})
@@ -174,17 +174,17 @@ class AccessPolicy:
             return
         if principal.agency != from_agency:
             forbidden("自機関以外の名義でつなぐことはできません", "refer only in your own agency's name")
-        serving = await serving_view.serving_agencies(conn, person_id)
-        case = await serving_view.case_of(conn, case_id) if case_id else None
+        serving_now = await serving_agencies(conn, serving, person_id)
+        case = await served_case(conn, serving, case_id) if case_id else None
         if case_id is not None:
-            if case is None or case[0] != person_id:
+            if case is None or case.person_id != person_id:
                 forbidden("このケースは担当していません", "your agency does not serve this case")
-            if handover_lead and not (case[2] and case[1] == principal.agency):
+            if handover_lead and not (case.open and case.lead_agency_id == principal.agency):
                 forbidden("主担当機関のみ主担当を引き継げます", "only the lead agency hands the case over")
         elif handover_lead:
             forbidden("主担当の引継ぎにはケースが必要です", "a lead handover names the case")
         in_support_meeting = statutory_meeting_persons is not None and person_id in set(statutory_meeting_persons)
-        if not (on_person(principal, serving).granted or in_support_meeting):
+        if not (on_person(principal, serving_now).granted or in_support_meeting):
             forbidden("この方を担当していない機関はつなげません", "your agency does not serve this person")
 
     async def person_facts(self, principal: Principal, person_id: str) -> Decision:
@@ -194,7 +194,7 @@ class AccessPolicy:
         if principal.role not in ACTING:
             return Decision(False, "role")
         async with self.runtime.reader.connect() as conn:
-            serving = await serving_view.serving_agencies(conn, person_id)
+            serving_now = await serving_agencies(conn, serving, person_id)
             party = await conn.scalar(
                 select(referrals.c.referral_id)
                 .where(
@@ -203,7 +203,7 @@ class AccessPolicy:
                 )
                 .limit(1)
             )
-        if principal.agency in serving:
+        if principal.agency in serving_now:
             return Decision(True, "serves_person")
         return Decision(party is not None, "referral_party")
 
@@ -222,21 +222,21 @@ class AccessPolicy:
         """Persons brought to a meeting by the caller: each served by the caller's agency."""
         async with self.runtime.reader.connect() as conn:
             for person_id in dict.fromkeys(person_ids):
-                serving = await serving_view.serving_agencies(conn, person_id)
-                if not on_person(principal, serving).granted:
+                serving_now = await serving_agencies(conn, serving, person_id)
+                if not on_person(principal, serving_now).granted:
                     forbidden("担当していない方を会議で扱うことはできません", "your agency does not serve this person")
 
     async def case_person(self, principal: Principal, case_id: str, person_id: str | None) -> str | None:
         """The person of a case the caller brings to a meeting, checked like the person themself."""
         async with self.runtime.reader.connect() as conn:
-            case = await serving_view.case_of(conn, case_id)
+            case = await served_case(conn, serving, case_id)
         if case is None:
             if person_id is None and principal.role != Role.ADMIN:
                 forbidden("このケースは担当していません", "your agency does not serve this case")
             return person_id
-        if person_id is not None and case[0] != person_id:
+        if person_id is not None and case.person_id != person_id:
             forbidden("このケースは担当していません", "your agency does not serve this case")
-        return case[0]
+        return case.person_id
 
     async def log_text_read(
         self,

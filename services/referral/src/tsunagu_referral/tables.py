@@ -8,6 +8,7 @@ decides on the aggregate loaded from the store, never on these rows.
 from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Date, DateTime, Integer, MetaData, String, Table, Text
+from tsunagu_platform.serving import serving_tables
 
 metadata = MetaData()
 
@@ -105,24 +106,11 @@ support_plans = Table(
     Column("last_meeting_id", String(128), nullable=False),
 )
 
-# Which agencies serve a person, from intake's events: the window that registered them
-# (the actor of PersonRegistered) and the lead agency of each of their cases (open or not).
-person_agencies = Table(
-    "referral_person_agencies",
-    metadata,
-    Column("person_id", String(128), primary_key=True),
-    Column("agency_id", String(64), primary_key=True),
-    Column("basis", String(32), primary_key=True),
-)
-
-cases = Table(
-    "referral_cases",
-    metadata,
-    Column("case_id", String(128), primary_key=True),
-    Column("person_id", String(128), nullable=False, index=True),
-    Column("lead_agency_id", String(64), nullable=False),
-    Column("open", Boolean, nullable=False),
-)
+# Which agencies serve a person, from intake's events (the registering window, the lead agency
+# of each case and whether it is open): the platform's view, shared with resources and reporting.
+# Tables `referral_serving_registrations` and `referral_serving_cases`, filled by the consumer
+# `referral.serving`; the earlier `referral_person_agencies` and `referral_cases` are no longer used.
+serving = serving_tables(metadata, "referral_serving")
 
 # Every read of personal text (referral reasons and feedback, meeting minutes and titles),
 # granted or denied; the shape of intake's access log, with the referral or meeting read.
