@@ -10,12 +10,11 @@ wherever it was copied, becomes unreadable while events keep their shape.
 The person id is bound in as associated data, so a value sealed for one person
 cannot be passed off as another's.
 
-Destroying a key must leave no copy of it in the key store's own files: an erasure
-overwrites the wrapped key with random bytes before setting it to NULL, SQLite
-connections delete securely (freed bytes are zeroed) and a truncating checkpoint
-empties the write-ahead log, which otherwise keeps the pages that held the key;
-on PostgreSQL the key table is vacuumed so that the dead tuples go
-(docs/operations.md, "Personal-data keys: erasure, backup, rotation").
+This module is the KeyStore itself: sealing and opening, creating and caching keys.
+What it delegates has a module of its own: the key table (key_table.py), destroying a
+key so that no copy is left in the store's files (key_erasure.py), the start-up check
+and the source of the master key (master_key.py), and re-wrapping for a rotation
+(key_rotation.py). The names other code imports are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,35 +22,32 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
-import structlog
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    bindparam,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tsunagu_events.contracts.common import Sealed
 
 from tsunagu_platform.group_commit import command_transactions
-from tsunagu_platform.master_key import MasterKey, MasterKeyError, decode_master_key, load_master_key
+from tsunagu_platform.key_erasure import (
+    destroy_key,
+    scrub_once,
+    secure_delete_on_every_connection,
+    settle,
+    vacuum_after_every_erasure,
+)
+from tsunagu_platform.key_rotation import rewrap_keys, verify_keys
+from tsunagu_platform.key_table import KEYS_PER_STATEMENT, keystore_metadata, person_keys
+from tsunagu_platform.master_key import (
+    MasterKey,
+    MasterKeyError,
+    check_against_store,
+    decode_master_key,
+    load_master_key,
+)
 from tsunagu_platform.sql import DriverQuery, insert_returning_new
 
 __all__ = [
@@ -64,19 +60,6 @@ __all__ = [
     "load_master_key",
     "person_keys",
 ]
-
-log = structlog.get_logger("tsunagu.keystore")
-
-keystore_metadata = MetaData()
-person_keys = Table(
-    "person_keys",
-    keystore_metadata,
-    Column("person_id", String(128), primary_key=True),
-    Column("key_number", Integer, nullable=False),
-    Column("wrapped_key", LargeBinary, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("erased_at", DateTime(timezone=True), nullable=True),
-)
 
 
 class PersonErasedError(Exception):
@@ -97,44 +80,9 @@ _SELECT_KEYS = select(person_keys.c.person_id, person_keys.c.wrapped_key, person
 _SELECT_KEY = DriverQuery(
     select(person_keys.c.wrapped_key, person_keys.c.erased_at).where(person_keys.c.person_id == bindparam("person_id"))
 )
-# Well under SQLite's and PostgreSQL's limits on bound parameters in one statement.
-_CHUNK = 500
 
 # What a waiting `seal` learns when an erasure overlapped the load of its key: look again.
 _AGAIN = b""
-
-# SQLite `user_version` of a key store rewritten once since erasures delete securely.
-_SCRUBBED = 1
-
-
-def _pragma(sync_conn: Any, statement: str) -> Any:
-    """Run outside any transaction, on the driver (checkpoints and VACUUM refuse to run inside one)."""
-    cursor = sync_conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(statement)
-        return cursor.fetchone()
-    finally:
-        cursor.close()
-
-
-def _truncate_wal(sync_conn: Any) -> bool:
-    """Checkpoint and truncate the WAL; True when a reader kept it from completing."""
-    row = _pragma(sync_conn, "PRAGMA wal_checkpoint(TRUNCATE)")
-    return bool(row and row[0])
-
-
-def _on_connect_secure_delete(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA secure_delete=ON")
-    finally:
-        cursor.close()
-
-
-async def _secure_delete(conn: AsyncConnection) -> None:
-    """Also on the erasing connection itself, should it predate the KeyStore (pool opened earlier)."""
-    if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql("PRAGMA secure_delete=ON")
 
 
 class KeyStore:
@@ -171,11 +119,8 @@ class KeyStore:
         self._requests: dict[str, asyncio.Future[bytes | None]] = {}
         self._in_flight: dict[str, asyncio.Future[bytes | None]] = {}
         self._flusher: asyncio.Task[None] | None = None
-        if engine.dialect.name == "sqlite" and not event.contains(
-            engine.sync_engine, "connect", _on_connect_secure_delete
-        ):
-            # Every connection of the pool zeroes what it frees, not just the erasing one.
-            event.listen(engine.sync_engine, "connect", _on_connect_secure_delete)
+        # SQLite: every connection of the pool zeroes what it frees, not just the erasing one.
+        secure_delete_on_every_connection(engine)
 
     @property
     def _master(self) -> AESGCM:
@@ -189,58 +134,14 @@ class KeyStore:
         """Create the key table, finish what an interrupted erasure left, and refuse a wrong master key."""
         async with self.engine.begin() as conn:
             await conn.run_sync(keystore_metadata.create_all)
-            if conn.dialect.name == "postgresql":
-                # Autovacuum takes the key table after any single erasure, should the erasure's own
-                # VACUUM have failed: dead tuples holding erased keys do not wait for 20 % of the table.
-                await conn.exec_driver_sql(
-                    f"ALTER TABLE {person_keys.name} SET "
-                    "(autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1)"
-                )
-        await self._scrub_once()
+            await vacuum_after_every_erasure(conn)
+        await scrub_once(self.engine)
         await self._settle()
         await self.check_master_key()
 
     async def check_master_key(self) -> None:
-        """Unwrap one stored key: a store whose keys the master key cannot open must not start.
-
-        Otherwise the service would run, mint keys under the wrong master key for new persons and
-        answer 500 (InvalidTag) for every existing one. Nothing is loaded while the store holds no
-        key, so services that never seal never need a master key.
-        """
-        source = self._master_source
-        if isinstance(source, MasterKey) and source.value:
-            decode_master_key(source.value)  # a placeholder stops the start, not the first seal
-        async with self.engine.connect() as conn:
-            count = await conn.scalar(
-                select(func.count()).select_from(person_keys).where(person_keys.c.wrapped_key.is_not(None))
-            )
-            row = (
-                await conn.execute(
-                    select(person_keys.c.person_id, person_keys.c.wrapped_key)
-                    .where(person_keys.c.wrapped_key.is_not(None))
-                    .limit(1)
-                )
-            ).first()
-        if row is None:
-            return
-        if isinstance(source, MasterKey) and not source.configured():
-            raise MasterKeyError(
-                f"鍵ストア({self.keyring})に{count}件の鍵がありますが、マスター鍵が設定されていません。"
-                f"新しいマスター鍵は作りません (the {self.keyring} key store holds {count} keys but no master key "
-                f"is configured: TSUNAGU_KEYSTORE_MASTER_KEY is unset and {source.fallback_file} does not exist; "
-                "refusing to mint a new master key over existing keys — restore the master key from its backup, "
-                "docs/operations.md)"
-            )
-        try:
-            self._unwrap(row.person_id, bytes(row.wrapped_key))
-        except InvalidTag:
-            origin = source.describe() if isinstance(source, MasterKey) else "the configured master key"
-            raise MasterKeyError(
-                f"マスター鍵が鍵ストア({self.keyring})の鍵と一致しません (the master key from {origin} does not "
-                f"unwrap the {count} keys of the {self.keyring} key store: it is not the key they were wrapped "
-                "with — configure the right TSUNAGU_KEYSTORE_MASTER_KEY, or rotate with `tsunagu-ops keys "
-                "rotate`; docs/operations.md)"
-            ) from None
+        """Unwrap one stored key: a store whose keys the master key cannot open must not start (master_key.py)."""
+        await check_against_store(self.engine, self.keyring, self._master_source, self._unwrap)
 
     def _wrap(self, person_id: str, key: bytes) -> bytes:
         nonce = os.urandom(12)
@@ -301,8 +202,8 @@ class KeyStore:
         loaded: dict[str, bytes] = {}
         erased: set[str] = set()
         async with self.engine.begin() as conn:
-            for start in range(0, len(owners), _CHUNK):
-                chunk = owners[start : start + _CHUNK]
+            for start in range(0, len(owners), KEYS_PER_STATEMENT):
+                chunk = owners[start : start + KEYS_PER_STATEMENT]
                 at = datetime.now(UTC)
                 created = {p: AESGCM.generate_key(bit_length=256) for p in chunk}
                 inserted = set(
@@ -427,64 +328,13 @@ class KeyStore:
         """
         self._erasures += 1
         self._cache.pop(person_id, None)
-        now = datetime.now(UTC)
-        this_key = person_keys.c.person_id == person_id
-        async with self.engine.connect() as conn, conn.begin():
-            await _secure_delete(conn)
-            row = (
-                await conn.execute(select(person_keys.c.wrapped_key, person_keys.c.erased_at).where(this_key))
-            ).first()
-            if row is None:
-                await conn.execute(
-                    insert(person_keys).values(
-                        person_id=person_id, key_number=1, wrapped_key=None, created_at=now, erased_at=now
-                    )
-                )
-            else:
-                if row.wrapped_key is not None:
-                    noise = secrets.token_bytes(len(row.wrapped_key))
-                    await conn.execute(update(person_keys).where(this_key).values(wrapped_key=noise))
-                await conn.execute(update(person_keys).where(this_key).values(wrapped_key=None, erased_at=now))
+        had_key = await destroy_key(self.engine, person_id)
         await self._settle()
-        return row is not None and row.erased_at is None
+        return had_key
 
     async def _settle(self) -> None:
-        """Leave no earlier version of a page or row behind once an erasure committed.
-
-        SQLite: a truncating checkpoint copies the latest pages into the database file and
-        empties the WAL, which held every earlier version of the pages written since the last
-        one. It waits for readers (busy timeout); if one still holds an old snapshot the WAL
-        cannot be emptied yet: logged, and done again by the next erasure or start.
-        PostgreSQL: VACUUM of the key table removes the dead tuples holding the old bytes (the
-        server's WAL and backups keep them for their retention: docs/operations.md).
-        """
-        try:
-            if self.engine.dialect.name == "sqlite":
-                async with self.engine.connect() as conn:
-                    busy = await conn.run_sync(_truncate_wal)
-                if busy:
-                    log.error("keystore.wal_not_emptied", keyring=self.keyring)
-            elif self.engine.dialect.name == "postgresql":
-                async with self.engine.connect() as conn:
-                    autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    await autocommit.exec_driver_sql(f"VACUUM {person_keys.name}")
-        except Exception as error:  # the erasure itself is committed; autovacuum / the next start follow
-            log.error("keystore.settle_failed", keyring=self.keyring, error=type(error).__name__)
-
-    async def _scrub_once(self) -> None:
-        """Rewrite an SQLite key store once (VACUUM), for erasures done before secure deletion.
-
-        An earlier version set keys to NULL without zeroing the freed bytes; a VACUUM rebuilds
-        the file from live rows only. `user_version` records that it was done.
-        """
-        if self.engine.dialect.name != "sqlite":
-            return
-        async with self.engine.connect() as conn:
-            version = await conn.run_sync(lambda sync: _pragma(sync, "PRAGMA user_version"))
-            if version is not None and version[0] >= _SCRUBBED:
-                return
-            await conn.run_sync(lambda sync: _pragma(sync, "VACUUM"))
-            await conn.run_sync(lambda sync: _pragma(sync, f"PRAGMA user_version={_SCRUBBED}"))
+        """Leave no earlier version of a page or row behind once an erasure committed (key_erasure.py)."""
+        await settle(self.engine, self.keyring)
 
     async def rewrap(self, new_master: bytes, *, progress: Callable[[int, int], None] | None = None) -> int:
         """Re-wrap every stored key under `new_master` in ONE transaction; returns how many (rotation).
@@ -496,38 +346,7 @@ class KeyStore:
         Afterwards the old wrapped copies are removed from the files as after an erasure.
         """
         new = AESGCM(decode_master_key(_b64(new_master)))
-        done = 0
-        async with self.engine.connect() as conn, conn.begin():
-            if conn.dialect.name == "postgresql":
-                await conn.exec_driver_sql(f"LOCK TABLE {person_keys.name} IN SHARE ROW EXCLUSIVE MODE")
-            stored = (
-                await conn.execute(
-                    select(person_keys.c.person_id, person_keys.c.wrapped_key)
-                    .where(person_keys.c.wrapped_key.is_not(None))
-                    .order_by(person_keys.c.person_id)
-                )
-            ).all()
-            statement = (
-                update(person_keys)
-                .where(person_keys.c.person_id == bindparam("owner"))
-                .values(wrapped_key=bindparam("rewrapped"))
-            )
-            for start in range(0, len(stored), _CHUNK):
-                rows = []
-                for person_id, wrapped in stored[start : start + _CHUNK]:
-                    try:
-                        key = self._unwrap(person_id, bytes(wrapped))
-                    except InvalidTag:
-                        raise MasterKeyError(
-                            f"the current master key does not unwrap every key of the {self.keyring} key "
-                            "store: nothing was changed"
-                        ) from None
-                    nonce = os.urandom(12)
-                    rows.append({"owner": person_id, "rewrapped": nonce + new.encrypt(nonce, key, person_id.encode())})
-                await conn.execute(statement, rows)
-                done += len(rows)
-                if progress is not None:
-                    progress(done, len(stored))
+        done = await rewrap_keys(self.engine, self.keyring, self._unwrap, new, progress=progress)
         self._master_source = new_master
         self._master_aead = new
         self._cache.clear()
@@ -536,29 +355,7 @@ class KeyStore:
 
     async def verify(self) -> tuple[int, int]:
         """(keys the master key unwraps, keys it does not): the whole store, not just one key."""
-        good = bad = 0
-        after = ""
-        stored = person_keys.c.wrapped_key.is_not(None)
-        while True:
-            async with self.engine.connect() as conn:
-                page = (
-                    await conn.execute(
-                        select(person_keys.c.person_id, person_keys.c.wrapped_key)
-                        .where(stored, person_keys.c.person_id > after)
-                        .order_by(person_keys.c.person_id)
-                        .limit(5000)
-                    )
-                ).all()
-            if not page:
-                break
-            for person_id, wrapped in page:
-                try:
-                    self._unwrap(person_id, bytes(wrapped))
-                    good += 1
-                except InvalidTag:
-                    bad += 1
-            after = page[-1][0]
-        return good, bad
+        return await verify_keys(self.engine, self._unwrap)
 
     async def is_erased(self, person_id: str) -> bool:
         async with self.engine.connect() as conn:
