@@ -48,3 +48,26 @@ def test_log_lines_carry_the_event_context_and_redact_personal_fields(capsys: py
     assert line["phone"] == REDACTED
     assert "山田" not in json.dumps(line, ensure_ascii=False)
     assert line["count"] == 2
+
+
+def test_a_logger_made_while_stdout_was_another_stream_writes_to_stdout_as_it_is_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service built inside one test configured logging on that test's captured stdout; a logger cached then
+    raised 'I/O operation on closed file' in a later test (CI: a chain_break log line failed the consumer)."""
+    import io
+
+    earlier = io.StringIO()
+    monkeypatch.setattr("sys.stdout", earlier)
+    configure_logging("intake", "INFO")
+    try:
+        log = structlog.get_logger("tsunagu.test")
+        log.info("first")
+        earlier.close()
+        now = io.StringIO()
+        monkeypatch.setattr("sys.stdout", now)
+        log.info("second")
+        assert json.loads(now.getvalue())["event"] == "second"
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()

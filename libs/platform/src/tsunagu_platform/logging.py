@@ -50,6 +50,20 @@ def drop_personal_fields(_logger: Any, _method: str, event_dict: MutableMapping[
     return event_dict
 
 
+class _Stdout:
+    """The process's standard output as it is when a line is written, not when a logger was made.
+
+    structlog caches each logger with the file it was given, and `sys.stdout` is replaced at times
+    (pytest's capture closes the one of each test): a cached logger then wrote to a closed file and
+    raised, inside a consumer's transaction."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """JSON lines on stdout; call once per process, from the service's entry point."""
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=getattr(logging, level.upper(), logging.INFO))
@@ -64,7 +78,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(_Stdout()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
