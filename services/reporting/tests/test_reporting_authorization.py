@@ -65,6 +65,45 @@ def opened(w: StreamWriter, person: str, lead: str, at: datetime) -> str:
     return case
 
 
+def filed(
+    w: StreamWriter,
+    person: str,
+    window: str,
+    district: tuple[str, str],
+    category: ConsultationCategory,
+    at: datetime,
+    staff: str,
+    summary: Sealed | None = None,
+) -> str:
+    """A consultation about the person received at a community center's window (district, area)."""
+    consultation = new_stream_id("consultation")
+    w.emit(
+        "intake",
+        consultation,
+        ConsultationReceived(
+            consultation_id=consultation,
+            window_id=window,
+            window_type="community_center",
+            district_id=district[0],
+            area_id=district[1],
+            received_at=at,
+            fiscal_year=2022,
+            channel=Channel.WALK_IN,
+            consulted_by=ConsultedBy.PERSON,
+            categories=[category],
+            expanded=False,
+            compound_need=False,
+            person_id=person,
+            summary=summary,
+            outcome=Outcome.INFORMATION_GIVEN,
+        ),
+        at + timedelta(minutes=2),
+        agency=window,
+        staff=staff,
+    )
+    return consultation
+
+
 async def status(running: Running, person: str, agency: str) -> int:
     headers = token(Role.STAFF, agency=agency, staff=f"staff-{agency}")
     return (await running.client.get(f"/timelines/persons/{person}", headers=headers)).status_code
@@ -76,30 +115,7 @@ async def test_filing_a_consultation_or_contact_about_a_person_at_ones_own_windo
     w = StreamWriter()
     person = registered(w, START)
     case = opened(w, person, REGISTERING, START + timedelta(minutes=1))
-    consultation = new_stream_id("consultation")
-    w.emit(
-        "intake",
-        consultation,
-        ConsultationReceived(
-            consultation_id=consultation,
-            window_id=STRANGER,
-            window_type="community_center",
-            district_id="okusawa",
-            area_id="tamagawa",
-            received_at=START,
-            fiscal_year=2022,
-            channel=Channel.WALK_IN,
-            consulted_by=ConsultedBy.PERSON,
-            categories=[ConsultationCategory.ABUSE_CONCERN],
-            expanded=False,
-            compound_need=False,
-            person_id=person,
-            outcome=Outcome.INFORMATION_GIVEN,
-        ),
-        START + timedelta(minutes=2),
-        agency=STRANGER,
-        staff="staff-x",
-    )
+    filed(w, person, STRANGER, ("okusawa", "tamagawa"), ConsultationCategory.ABUSE_CONCERN, START, "staff-x")
     w.emit(
         "intake",
         case,

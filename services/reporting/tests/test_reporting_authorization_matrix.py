@@ -11,10 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reporting_support import Running, feed, token
-from test_reporting_authorization import SEALED, opened, registered
-from tsunagu_events import new_stream_id
+from test_reporting_authorization import SEALED, filed, opened, registered
 from tsunagu_events.contracts.common import ConsultationCategory
-from tsunagu_events.contracts.intake import Channel, ConsultationReceived, ConsultedBy, Outcome
 from tsunagu_platform.auth import Role
 from tsunagu_platform.authz_matrix import Cells, assert_matrix, http_call, load_matrix
 from tsunagu_reporting.scenario.writer import StreamWriter
@@ -38,31 +36,7 @@ async def test_every_operation_answers_each_kind_of_caller_as_the_committed_matr
     w = StreamWriter()
     person = registered(w, START)
     case = opened(w, person, OWN, START + timedelta(minutes=1))
-    consultation = new_stream_id("consultation")
-    w.emit(
-        "intake",
-        consultation,
-        ConsultationReceived(
-            consultation_id=consultation,
-            window_id=OTHER,
-            window_type="community_center",
-            district_id="ikejiri",
-            area_id="setagaya",
-            received_at=START,
-            fiscal_year=2022,
-            channel=Channel.WALK_IN,
-            consulted_by=ConsultedBy.PERSON,
-            categories=[ConsultationCategory.POVERTY],
-            expanded=False,
-            compound_need=False,
-            person_id=person,
-            summary=SEALED,
-            outcome=Outcome.INFORMATION_GIVEN,
-        ),
-        START + timedelta(minutes=2),
-        agency=OTHER,
-        staff="staff-o",
-    )
+    filed(w, person, OTHER, ("ikejiri", "setagaya"), ConsultationCategory.POVERTY, START, "staff-o", SEALED)
     await feed(running.reporting.timelines, w.out)
     await feed(running.reporting.annual, w.out)
     ids = {
