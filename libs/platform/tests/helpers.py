@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer
-from tsunagu_events import to_kafka
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tsunagu_events import EventEnvelope, to_kafka
 from tsunagu_events.contracts.example import TallyRecorded
 from tsunagu_platform.consumer import IncomingRecord
 from tsunagu_platform.kafka import OutgoingMessage
-from tsunagu_platform.store import EventContext, NewEvent
+from tsunagu_platform.store import EventContext, EventStore, NewEvent
 
 CONTEXT = EventContext(tenant="131121", source="/tsunagu/131121/example")
 
@@ -50,3 +51,8 @@ async def consume_all(bootstrap: str, topic: str, expected: int, timeout: float 
     finally:
         await consumer.stop()
     return out
+
+
+async def stored_events(engine: AsyncEngine, stream: str, n: int, window: str | None = None) -> list[EventEnvelope]:
+    """n tallies appended to a new stream of the store (topic "t"), as the relay would publish them."""
+    return await EventStore(engine, topic="t").append(stream, 0, tallies(n, window=window or stream), CONTEXT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,31 +11,15 @@ from faststream.kafka.testing import TestKafkaBroker
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tsunagu_events import EventEnvelope, registry, to_kafka
+from tsunagu_events import registry, to_kafka
 from tsunagu_events.contracts.example import TALLY_RECORDED
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, IncomingRecord, ReceivedEvent
-from tsunagu_platform.db import create_engine
-from tsunagu_platform.example import example_metadata, handle_tally, read_totals
+from tsunagu_platform.example import handle_tally, read_totals
 from tsunagu_platform.kafka import FaststreamPublisher
-from tsunagu_platform.store import EventStore
 from tsunagu_platform.subscription import subscribe
-from tsunagu_platform.tables import held_events, inbox, metadata
+from tsunagu_platform.tables import held_events, inbox
 
-from .helpers import CONTEXT, CapturingPublisher, record_of, tallies
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(example_metadata.create_all)
-    yield engine
-    await engine.dispose()
-
-
-async def stored_events(engine: AsyncEngine, stream: str, n: int, window: str | None = None) -> list[EventEnvelope]:
-    return await EventStore(engine, topic="t").append(stream, 0, tallies(n, window=window or stream), CONTEXT)
+from .helpers import CapturingPublisher, record_of, stored_events
 
 
 def consumer_for(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,24 +9,9 @@ from tsunagu_events import EventEnvelope
 from tsunagu_platform.consumer import DeadLetters, EventConsumer
 from tsunagu_platform.db import create_engine
 from tsunagu_platform.example import example_metadata, handle_tally, read_totals
-from tsunagu_platform.store import EventStore
 from tsunagu_platform.tables import held_events, inbox, metadata
 
-from .helpers import CONTEXT, CapturingPublisher, record_of, tallies
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(example_metadata.create_all)
-    yield engine
-    await engine.dispose()
-
-
-async def stored(engine: AsyncEngine, stream: str, n: int) -> list[EventEnvelope]:
-    return await EventStore(engine, topic="t").append(stream, 0, tallies(n, window=stream), CONTEXT)
+from .helpers import CapturingPublisher, record_of, stored_events
 
 
 def forged(envelope: EventEnvelope, **update: object) -> EventEnvelope:
@@ -44,7 +27,7 @@ def reasons(dlq: CapturingPublisher) -> list[str]:
 
 
 async def test_an_event_with_made_up_hashes_is_dead_lettered_and_the_genuine_one_applied(engine: AsyncEngine) -> None:
-    events = await stored(engine, "w1", 3)
+    events = await stored_events(engine, "w1", 3)
     dlq = CapturingPublisher()
     fake = forged(events[1], data={"window": "w1", "count": 1000, "category": "general"})
     await consumer(engine, dlq).handle_batch([record_of(events[0]), record_of(fake)])
@@ -63,7 +46,7 @@ async def test_an_event_with_made_up_hashes_is_dead_lettered_and_the_genuine_one
 async def test_the_first_event_of_a_stream_must_follow_the_genesis_hash(
     engine: AsyncEngine, update: dict[str, object]
 ) -> None:
-    (first,) = await stored(engine, "w1", 1)
+    (first,) = await stored_events(engine, "w1", 1)
     dlq = CapturingPublisher()
     await consumer(engine, dlq).handle_batch([record_of(first.model_copy(update=update))])
     assert await read_totals(engine) == {}
@@ -71,7 +54,7 @@ async def test_the_first_event_of_a_stream_must_follow_the_genesis_hash(
 
 
 async def test_a_held_event_that_does_not_link_is_dead_lettered_when_its_gap_fills(engine: AsyncEngine) -> None:
-    events = await stored(engine, "w1", 3)
+    events = await stored_events(engine, "w1", 3)
     dlq = CapturingPublisher()
     await consumer(engine, dlq).handle_batch([record_of(events[0]), record_of(forged(events[2]))])  # v3 held
     await consumer(engine, dlq).handle_batch([record_of(events[1])])
@@ -107,7 +90,7 @@ async def test_positions_stored_before_chain_hashes_were_kept_are_upgraded_and_t
         async with engine.begin() as conn:
             await conn.run_sync(add_missing_columns)
             await conn.run_sync(add_missing_columns)  # safe to run again
-        events = await stored(engine, "w1", 3)
+        events = await stored_events(engine, "w1", 3)
         dlq = CapturingPublisher()
         await consumer(engine, dlq).handle_batch([record_of(events[1]), record_of(forged(events[2]))])
         assert reasons(dlq) == ["chain_break"]

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tsunagu_events import EventEnvelope, to_kafka
+from tsunagu_events import to_kafka
 from tsunagu_events.topics import dlq_topic
 from tsunagu_platform.consumer import DeadLetters, EventConsumer, IncomingRecord, ReceivedEvent
-from tsunagu_platform.db import create_engine
-from tsunagu_platform.example import example_metadata, handle_tally, read_totals
+from tsunagu_platform.example import handle_tally, read_totals
 from tsunagu_platform.kafka import (
     MAX_REQUEST_BYTES,
     AiokafkaPublisher,
@@ -25,25 +24,10 @@ from tsunagu_platform.kafka import (
     faststream_broker,
 )
 from tsunagu_platform.metrics import STALLED
-from tsunagu_platform.store import EventStore
 from tsunagu_platform.subscription import subscribe
-from tsunagu_platform.tables import dead_letter_backlog, metadata
+from tsunagu_platform.tables import dead_letter_backlog
 
-from .helpers import CONTEXT, CapturingPublisher, consume_all, record_of, tallies
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(example_metadata.create_all)
-    yield engine
-    await engine.dispose()
-
-
-async def stored(engine: AsyncEngine, stream: str, n: int) -> list[EventEnvelope]:
-    return await EventStore(engine, topic="t").append(stream, 0, tallies(n, window=stream), CONTEXT)
+from .helpers import CapturingPublisher, consume_all, record_of, stored_events
 
 
 async def backlog_rows(engine: AsyncEngine) -> int:
@@ -80,7 +64,7 @@ async def test_a_record_with_a_header_that_is_not_utf8_is_dead_lettered_alone_an
 ) -> None:
     """faststream's batch parser decoded every header as UTF-8: one bad header lost the whole fetched batch."""
     await ensure_topics(kafka_bootstrap, [unique_topic, dlq_topic(unique_topic)], partitions=1)
-    events = await stored(engine, "w1", 10)
+    events = await stored_events(engine, "w1", 10)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
@@ -121,7 +105,7 @@ async def test_a_record_too_large_to_copy_is_dead_lettered_as_a_reference_withou
 ) -> None:
     """A 1,048,255-byte body's DLQ copy exceeded the producer's 1 MiB limit and the batch was redelivered forever."""
     await ensure_topics(kafka_bootstrap, [unique_topic, dlq_topic(unique_topic)], partitions=1)
-    (good,) = await stored(engine, "w1", 1)
+    (good,) = await stored_events(engine, "w1", 1)
     body = b"x" * 1_048_255
     big = IncomingRecord(unique_topic, 0, 7, b"k", body, (("content-type", b"application/json"),))
     publisher = AiokafkaPublisher(kafka_bootstrap)
@@ -153,7 +137,7 @@ async def test_a_dlq_the_broker_will_not_take_never_blocks_the_consumer_and_lose
     engine: AsyncEngine,
 ) -> None:
     """`DeadLetters.send` raised outside the try: the batch was redelivered forever and the other events waited."""
-    events = await stored(engine, "w1", 2)
+    events = await stored_events(engine, "w1", 2)
     broker = RefusingBroker()
     dead_letters = DeadLetters(broker, "t.totals", retry_delay=0.0)
     consumer = EventConsumer("t.totals", engine, handle_tally, dead_letters, retry_delay=0.0)
@@ -173,7 +157,7 @@ async def test_a_dlq_the_broker_will_not_take_never_blocks_the_consumer_and_lose
 
 async def test_one_bad_event_in_a_large_batch_costs_a_few_transactions_not_one_per_event(engine: AsyncEngine) -> None:
     """A batch that failed was retried one transaction per event (118 reports/s instead of ~400/s)."""
-    events = await stored(engine, "w1", 200)
+    events = await stored_events(engine, "w1", 200)
 
     async def one_bad(conn: AsyncConnection, received: ReceivedEvent) -> None:
         if received.envelope.streamversion == 137:
@@ -211,7 +195,7 @@ async def test_a_consumer_that_cannot_advance_turns_readiness_to_503_and_raises_
     consumer = runtime.consume("totals", ["t"], database_gone)
     consumer.engine = consumer.dead_letters.engine = engine
     consumer.clock = lambda: now[0]
-    (event_,) = await stored(engine, "w1", 1)
+    (event_,) = await stored_events(engine, "w1", 1)
     assert "consumers" not in await runtime.readiness()
     app = FastAPI()
     app.include_router(health_router(runtime))
