@@ -98,13 +98,20 @@ class References:
 
     def __init__(self, ward: Ward) -> None:
         self.ward = ward
+        # A ward's windows do not change while the service runs, and every consultation asks for
+        # its window twice (the policy, then the command): each known window is built once.
+        self._windows: dict[str, Window] = {}
 
     def window(self, window_id: str, field: str = "window_id") -> Window:
+        known = self._windows.get(window_id)
+        if known is not None:
+            return known
         agency = self.ward.agency(window_id)
         if agency is None or agency.kind != "window" or agency.district is None or agency.area is None:
             raise InvalidReference(f"unknown window {window_id!r}", field=field)
         assert agency.window_type is not None
-        return Window(window_id, agency.window_type, agency.district, agency.area)
+        window = self._windows[window_id] = Window(window_id, agency.window_type, agency.district, agency.area)
+        return window
 
     def district(self, district_id: str, field: str = "district_id") -> str:
         if self.ward.district(district_id) is None:
